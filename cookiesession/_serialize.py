@@ -1,0 +1,151 @@
+"""Session data to CBOR and back, accepting on the way in only what goes out.
+
+What a session may hold: None, bool, int (within 64 bits), float, str, bytes,
+list, tuple (read back as a list) and dict with str keys, nested at most
+`MAX_DEPTH` containers deep. Subclasses of the scalar types (an `IntEnum`, a
+`StrEnum`) are stored as their base type.
+
+cbor2's encoder recurses in C and crashes the process on data nested a few
+thousand levels deep, and its decoder turns on every built-in semantic tag by
+default (shared references, regular expressions, huge decimals...). So data
+is checked in Python before encoding, and decoding runs with every tag
+refused, bounded depth, no indefinite lengths and no duplicate keys.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any, NoReturn, cast
+
+import cbor2
+
+from cookiesession._errors import SessionDataError
+
+__all__ = ["MAX_DEPTH", "decode_many", "encode", "validate"]
+
+#: Containers (lists, tuples, dicts) may nest this deep inside the session.
+MAX_DEPTH = 32
+
+_INT_MIN = -(1 << 64)
+_INT_MAX = (1 << 64) - 1
+
+# Every tag number cbor2 decodes natively (checked by a test that probes all
+# 16-bit tags). Mapping each to a rejecting decoder turns them off; any other
+# tag reaches `tag_hook` and is rejected there.
+BUILTIN_TAGS = (
+    0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258,
+    260, 261, 1004, 43000, 55799,
+)  # fmt: skip
+
+
+class _RefusedError(ValueError):
+    pass
+
+
+def _refuse_tag(*_: object) -> NoReturn:
+    raise _RefusedError("CBOR tags are not accepted")
+
+
+_SEMANTIC: dict[int, Callable[..., Any]] = dict.fromkeys(BUILTIN_TAGS, _refuse_tag)
+
+
+def _path(parts: list[str | int]) -> str:
+    return "session" + "".join(f"[{p!r}]" for p in parts)
+
+
+def _fail(parts: list[str | int], message: str) -> NoReturn:
+    raise SessionDataError(f"{_path(parts)}: {message}")
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Check that `data` can be stored; raise `SessionDataError` if not.
+
+    The message names the key path and the offending type, never a value.
+    """
+    _check(data, [], 0)
+
+
+def _check(value: object, parts: list[str | int], depth: int) -> None:
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return
+    if kind is int:
+        if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+            _fail(parts, "int outside the 64-bit range CBOR stores natively")
+        return
+    if kind is dict or kind is list or kind is tuple:
+        if depth >= MAX_DEPTH:
+            _fail(parts, f"nested deeper than {MAX_DEPTH} containers")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if type(key) is not str:
+                    _fail(parts, f"dict key of type {type(key).__name__}, not str")
+                parts.append(key)
+                _check(item, parts, depth + 1)
+                parts.pop()
+        else:
+            for index, item in enumerate(cast("list[object]", value)):
+                parts.append(index)
+                _check(item, parts, depth + 1)
+                parts.pop()
+        return
+    if kind is bytes:
+        return
+    base = _as_base(value)
+    if base is None:
+        _fail(parts, f"{kind.__name__} cannot be stored in a session")
+    # A subclass (IntEnum, StrEnum) is stored as its base type; check it as
+    # that type so the int range still applies.
+    _check(base, parts, depth)
+
+
+def _as_base(value: object) -> str | int | float | bytes | None:
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, bytes):
+        return bytes(value)
+    return None
+
+
+def _encode_subclass(encoder: cbor2.CBOREncoder, value: object) -> None:
+    # Only reached for scalar subclasses that `validate` admitted.
+    encoder.encode(_as_base(value))
+
+
+def encode(data: object) -> bytes:
+    """CBOR-encode an already validated value."""
+    return cbor2.dumps(data, default=_encode_subclass)
+
+
+def decode_many(blob: bytes, count: int) -> tuple[list[Any], list[int]]:
+    """Decode exactly `count` CBOR items that fill `blob` completely.
+
+    Returns the items and the offset at which each begins. Raises ValueError
+    (or a subclass) on anything the encoder would not have produced.
+    """
+    fp = io.BytesIO(blob)
+    decoder = cbor2.CBORDecoder(
+        fp,
+        tag_hook=_refuse_tag,
+        semantic_decoders=_SEMANTIC,
+        max_depth=MAX_DEPTH + 2,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        strict_hashable_types=True,
+    )
+    items: list[Any] = []
+    offsets: list[int] = []
+    try:
+        for _ in range(count):
+            offsets.append(fp.tell())
+            items.append(decoder.decode())
+    except (cbor2.CBORError, ValueError, TypeError, EOFError, RecursionError) as exc:
+        raise ValueError("undecodable payload") from exc
+    if fp.tell() != len(blob):
+        raise ValueError("trailing bytes after payload")
+    return items, offsets

@@ -1,0 +1,240 @@
+"""Token format v1: session state sealed into one cookie-safe string.
+
+    token   = base64url-nopad( version || key_id || nonce || ciphertext || tag )
+    version = 0x01                      1 byte
+    key_id  = HKDF(secret, "key id")    4 bytes (see _keys.py)
+    nonce   = random                    24 bytes (XAES-256-GCM)
+    AAD     = version || key_id || cookie name (UTF-8)
+    plaintext = CBOR(header array) || CBOR(data map)
+    header  = [session_id (16 bytes), issued_at_ms, absolute_expiry,
+               idle_expiry or null, cookie overrides or null, subject or null]
+
+Expiry is enforced from the authenticated payload alone: a cookie's own
+Max-Age/Expires attributes are whatever the client says they are. SECURITY.md
+walks through the layout byte by byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from cryptography.exceptions import InvalidTag
+
+from cookiesession import _serialize
+from cookiesession._errors import InvalidSession, Reason
+from cookiesession._keys import KEY_ID_SIZE, KeyRing
+
+__all__ = [
+    "CLOCK_SKEW",
+    "MAX_TOKEN_CHARS",
+    "VERSION",
+    "Opened",
+    "Payload",
+    "TokenCodec",
+    "new_session_id",
+]
+
+VERSION = 1
+_VERSION_BYTE = bytes([VERSION])
+NONCE_SIZE = 24
+SESSION_ID_SIZE = 16
+_TAG_SIZE = 16
+_PREFIX = 1 + KEY_ID_SIZE
+_HEADER = _PREFIX + NONCE_SIZE
+# Smallest possible plaintext: a 6-item array with a 16-byte id and a map.
+_MIN_RAW = _HEADER + _TAG_SIZE + 24
+
+#: Seconds a token's issue time may lie ahead of this server's clock (servers
+#: sharing a key never agree on time exactly). Anything further ahead is
+#: rejected as issued in the future.
+CLOCK_SKEW = 60
+
+#: Longest token text `TokenCodec.open` will look at; checked before any
+#: decoding. 16 cookies of 4096 bytes, the chunk cap of the middleware.
+MAX_TOKEN_CHARS = 16 * 4096
+
+# The final base64 character of a string whose length is 2 or 3 mod 4 carries
+# 4 or 2 unused bits; a canonical encoder leaves them zero. Accepting other
+# values would let two different strings open to the same token.
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STD = bytes.maketrans(b"-_", b"+/")
+
+
+def new_session_id() -> bytes:
+    """A random 128-bit session id."""
+    return os.urandom(SESSION_ID_SIZE)
+
+
+@dataclass(slots=True)
+class Payload:
+    """The authenticated content of a token."""
+
+    session_id: bytes
+    issued_at_ms: int
+    absolute_expiry: int
+    idle_expiry: int | None
+    cookie: dict[str, Any] | None = None
+    subject: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def header(self) -> list[Any]:
+        return [
+            self.session_id,
+            self.issued_at_ms,
+            self.absolute_expiry,
+            self.idle_expiry,
+            self.cookie,
+            self.subject,
+        ]
+
+    def expires_at(self) -> int:
+        """When this token stops being accepted, in Unix seconds."""
+        if self.idle_expiry is None:
+            return self.absolute_expiry
+        return min(self.absolute_expiry, self.idle_expiry)
+
+
+class Opened(NamedTuple):
+    """A successfully opened token."""
+
+    payload: Payload
+    #: The CBOR encoding of `payload.data` as it arrived, for change detection.
+    data_bytes: bytes
+    #: Sealed under a key other than the ring's primary: re-seal to rotate.
+    stale_key: bool
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    rest = len(text) % 4
+    if rest == 1 or "=" in text:
+        raise ValueError("impossible base64 length")
+    if rest:
+        unused = 0b1111 if rest == 2 else 0b11
+        last = _B64_ALPHABET.find(text[-1])
+        if last < 0 or last & unused:
+            raise ValueError("non-canonical base64")
+    raw = text.encode("ascii").translate(_TO_STD) + b"=" * (-len(text) % 4)
+    return base64.b64decode(raw, validate=True)
+
+
+def _check_header(items: list[Any]) -> bool:
+    if len(items) != 2:
+        return False
+    head, data = items
+    if type(head) is not list or len(head) != 6 or type(data) is not dict:
+        return False
+    sid, iat, absolute, idle, cookie, subject = head
+    return (
+        type(sid) is bytes
+        and len(sid) == SESSION_ID_SIZE
+        and type(iat) is int
+        and type(absolute) is int
+        and (idle is None or type(idle) is int)
+        and (cookie is None or type(cookie) is dict)
+        and (subject is None or type(subject) is str)
+    )
+
+
+class TokenCodec:
+    """Seals `Payload`s into tokens bound to one cookie name, and opens them.
+
+    Args:
+        keys: the key ring; its first key seals, every key opens.
+        name: the cookie name, bound into every token's associated data.
+        max_chars: longest token text accepted, checked before decoding.
+    """
+
+    __slots__ = ("_keys", "_max_chars", "_name")
+
+    def __init__(
+        self, keys: KeyRing, name: str, *, max_chars: int = MAX_TOKEN_CHARS
+    ) -> None:
+        self._keys = keys
+        self._name = name.encode("utf-8")
+        self._max_chars = max_chars
+
+    def seal(
+        self,
+        payload: Payload,
+        data_bytes: bytes | None = None,
+        *,
+        nonce: bytes | None = None,
+    ) -> str:
+        """Encrypt `payload` under the primary key.
+
+        `data_bytes` is `payload.data` already validated and encoded (the
+        middleware encodes once to detect changes and reuses it here); when
+        None, the data is validated and encoded now. `nonce` is for
+        known-answer tests only: a repeated nonce under one key breaks the
+        confidentiality and integrity of both messages.
+
+        Raises:
+            SessionDataError: the data holds something that cannot be stored.
+        """
+        if data_bytes is None:
+            _serialize.validate(payload.data)
+            data_bytes = _serialize.encode(payload.data)
+        key = self._keys.primary
+        if nonce is None:
+            nonce = os.urandom(NONCE_SIZE)
+        elif len(nonce) != NONCE_SIZE:
+            raise ValueError("nonce must be 24 bytes")
+        prefix = _VERSION_BYTE + key.id
+        plaintext = _serialize.encode(payload.header()) + data_bytes
+        sealed = key.aead.encrypt(nonce, plaintext, prefix + self._name)
+        return _b64encode(prefix + nonce + sealed)
+
+    def open(self, token: str, *, now: float | None = None) -> Opened:
+        """Authenticate, decrypt and check a token.
+
+        Raises:
+            InvalidSession: for every failure, with the cause in `.reason`.
+        """
+        if len(token) > self._max_chars:
+            raise InvalidSession(Reason.OVERSIZED)
+        try:
+            raw = _b64decode(token)
+        except (ValueError, binascii.Error):
+            raise InvalidSession(Reason.MALFORMED) from None
+        if len(raw) < _MIN_RAW:
+            raise InvalidSession(Reason.MALFORMED)
+
+        if raw[0] != VERSION:
+            raise InvalidSession(Reason.VERSION)
+        key = self._keys.get(raw[1:_PREFIX])
+        if key is None:
+            raise InvalidSession(Reason.UNKNOWN_KEY)
+
+        try:
+            plaintext = key.aead.decrypt(
+                raw[_PREFIX:_HEADER], raw[_HEADER:], raw[:_PREFIX] + self._name
+            )
+        except InvalidTag:
+            raise InvalidSession(Reason.TAMPERED) from None
+
+        try:
+            items, offsets = _serialize.decode_many(plaintext, 2)
+        except ValueError:
+            raise InvalidSession(Reason.PAYLOAD) from None
+        if not _check_header(items):
+            raise InvalidSession(Reason.PAYLOAD)
+        sid, iat, absolute, idle, cookie, subject = items[0]
+        payload = Payload(sid, iat, absolute, idle, cookie, subject, items[1])
+
+        if now is None:
+            now = time.time()
+        if now >= payload.expires_at():
+            raise InvalidSession(Reason.EXPIRED)
+        if payload.issued_at_ms > (now + CLOCK_SKEW) * 1000:
+            raise InvalidSession(Reason.FUTURE)
+        stale = key is not self._keys.primary
+        return Opened(payload, plaintext[offsets[1] :], stale)
