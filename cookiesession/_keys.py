@@ -127,6 +127,11 @@ class KeyRing:
     def __init__(self, secrets: SecretLike | Iterable[SecretLike]) -> None:
         if isinstance(secrets, (str, bytes, bytearray, Key)):
             secrets = [secrets]
+        elif not isinstance(secrets, Iterable):
+            raise TypeError(
+                "secret must be a str, bytes, Key or a list of them, not "
+                f"{type(secrets).__name__}"
+            )
         keys = tuple(s if isinstance(s, Key) else Key(s) for s in secrets)
         if not keys:
             raise ValueError("secret: the key ring needs at least one key")

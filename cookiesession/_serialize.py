@@ -15,14 +15,15 @@ refused, bounded depth, no indefinite lengths and no duplicate keys.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, cast
 
 import cbor2
 
 from cookiesession._errors import SessionDataError
 
-__all__ = ["MAX_DEPTH", "decode_many", "encode", "validate"]
+__all__ = ["MAX_DEPTH", "decode_one", "decode_pair", "encode", "validate"]
 
 #: Containers (lists, tuples, dicts) may nest this deep inside the session.
 MAX_DEPTH = 32
@@ -48,6 +49,8 @@ def _refuse_tag(*_: object) -> NoReturn:
 
 
 _SEMANTIC: dict[int, Callable[..., Any]] = dict.fromkeys(BUILTIN_TAGS, _refuse_tag)
+_local = threading.local()
+_DECODE_ERRORS = (cbor2.CBORError, ValueError, TypeError, EOFError, RecursionError)
 
 
 def _path(parts: list[str | int]) -> str:
@@ -63,7 +66,55 @@ def validate(data: dict[str, Any]) -> None:
 
     The message names the key path and the offending type, never a value.
     """
-    _check(data, [], 0)
+    # The fast walk answers yes or no; only a "no" pays for the second walk
+    # that tracks the key path for the message.
+    if not _fits(data.items(), 1):
+        # The top level may be a dict subclass (the Session itself).
+        _check(dict(data) if type(data) is not dict else data, [], 0)
+
+
+_PLAIN = frozenset({str, float, bool, bytes, type(None)})
+
+
+def _fits(items: Iterable[tuple[object, object]], depth: int) -> bool:
+    """True if every key is a str and every value storable, exact types only."""
+    for key, value in items:
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if kind in _PLAIN:
+            continue
+        if kind is int:
+            if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+                return False
+        elif kind is dict:
+            if depth >= MAX_DEPTH or not _fits(value.items(), depth + 1):  # type: ignore[attr-defined]
+                return False
+        elif kind is list or kind is tuple:
+            if depth >= MAX_DEPTH or not _fits_sequence(value, depth + 1):  # type: ignore[arg-type]
+                return False
+        else:
+            return False
+    return True
+
+
+def _fits_sequence(values: list[object] | tuple[object, ...], depth: int) -> bool:
+    for value in values:
+        kind = type(value)
+        if kind in _PLAIN:
+            continue
+        if kind is int:
+            if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+                return False
+        elif kind is dict:
+            if depth >= MAX_DEPTH or not _fits(value.items(), depth + 1):  # type: ignore[attr-defined]
+                return False
+        elif kind is list or kind is tuple:
+            if depth >= MAX_DEPTH or not _fits_sequence(value, depth + 1):  # type: ignore[arg-type]
+                return False
+        else:
+            return False
+    return True
 
 
 def _check(value: object, parts: list[str | int], depth: int) -> None:
@@ -122,30 +173,57 @@ def encode(data: object) -> bytes:
     return cbor2.dumps(data, default=_encode_subclass)
 
 
-def decode_many(blob: bytes, count: int) -> tuple[list[Any], list[int]]:
-    """Decode exactly `count` CBOR items that fill `blob` completely.
+def _decoder() -> cbor2.CBORDecoder:
+    # Building a decoder costs more than decoding a small session, so each
+    # thread keeps one and points it at each new buffer.
+    try:
+        decoder: cbor2.CBORDecoder = _local.decoder
+    except AttributeError:
+        decoder = cbor2.CBORDecoder(
+            io.BytesIO(b""),
+            tag_hook=_refuse_tag,
+            semantic_decoders=_SEMANTIC,
+            max_depth=MAX_DEPTH + 2,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+        )
+        _local.decoder = decoder
+    return decoder
 
-    Returns the items and the offset at which each begins. Raises ValueError
-    (or a subclass) on anything the encoder would not have produced.
+
+def decode_one(blob: bytes) -> Any:
+    """Decode one CBOR item that fills `blob` exactly.
+
+    Raises ValueError on anything the encoder would not have produced.
     """
     fp = io.BytesIO(blob)
-    decoder = cbor2.CBORDecoder(
-        fp,
-        tag_hook=_refuse_tag,
-        semantic_decoders=_SEMANTIC,
-        max_depth=MAX_DEPTH + 2,
-        allow_indefinite=False,
-        allow_duplicate_keys=False,
-        strict_hashable_types=True,
-    )
-    items: list[Any] = []
-    offsets: list[int] = []
+    decoder = _decoder()
+    decoder.fp = fp
     try:
-        for _ in range(count):
-            offsets.append(fp.tell())
-            items.append(decoder.decode())
-    except (cbor2.CBORError, ValueError, TypeError, EOFError, RecursionError) as exc:
+        item = decoder.decode()
+    except _DECODE_ERRORS as exc:
         raise ValueError("undecodable payload") from exc
     if fp.tell() != len(blob):
         raise ValueError("trailing bytes after payload")
-    return items, offsets
+    return item
+
+
+def decode_pair(blob: bytes) -> tuple[Any, Any, int]:
+    """Decode two CBOR items that fill `blob` exactly.
+
+    Returns both items and the offset where the second begins. Raises
+    ValueError on anything the encoder would not have produced.
+    """
+    fp = io.BytesIO(blob)
+    decoder = _decoder()
+    decoder.fp = fp
+    try:
+        first = decoder.decode()
+        offset = fp.tell()
+        second = decoder.decode()
+    except _DECODE_ERRORS as exc:
+        raise ValueError("undecodable payload") from exc
+    if fp.tell() != len(blob):
+        raise ValueError("trailing bytes after payload")
+    return first, second, offset

@@ -30,6 +30,8 @@ _BLOCK = 16
 # The constant R_128 of the CMAC subkey doubling (NIST SP 800-38B, 5.3).
 _RB = 0x87
 _MASK_128 = (1 << 128) - 1
+# The fixed prefixes of M1 and M2, placed in one 256-bit integer.
+_COUNTERS = (0x00015800 << 224) | (0x00025800 << 96)
 
 
 class XAES256GCM:
@@ -44,7 +46,7 @@ class XAES256GCM:
     encryptions plus one AES-256-GCM operation.
     """
 
-    __slots__ = ("_k1", "_key", "_local")
+    __slots__ = ("_k1", "_k1_twice", "_key", "_local")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, (bytes, bytearray, memoryview)):
@@ -61,6 +63,9 @@ class XAES256GCM:
         if ell >> 127:
             k1 ^= _RB
         self._k1 = k1
+        # Both KDF input blocks at once, as one 256-bit integer: the counter
+        # constants and K1 are fixed per key, only the nonce prefix varies.
+        self._k1_twice = (k1 << 128) | k1
 
     def __repr__(self) -> str:
         return "XAES256GCM(key=<redacted>)"
@@ -89,11 +94,8 @@ class XAES256GCM:
         # M1 = 0x00 0x01 'X' 0x00 || N[:12], M2 the same with counter 2; each
         # XORed with K1 and encrypted gives half of the derived key.
         head = int.from_bytes(nonce[:12], "big")
-        k1 = self._k1
-        m1 = ((0x00015800 << 96) | head) ^ k1
-        m2 = ((0x00025800 << 96) | head) ^ k1
-        blocks = m1.to_bytes(_BLOCK, "big") + m2.to_bytes(_BLOCK, "big")
-        return AESGCM(self._ecb().update(blocks))
+        blocks = (_COUNTERS | (head << 128) | head) ^ self._k1_twice
+        return AESGCM(self._ecb().update(blocks.to_bytes(2 * _BLOCK, "big")))
 
     def encrypt(
         self, nonce: bytes, data: bytes, associated_data: bytes | None

@@ -13,7 +13,13 @@ import cbor2
 import pytest
 
 from cookiesession import MAX_DEPTH, SessionDataError
-from cookiesession._serialize import BUILTIN_TAGS, decode_many, encode, validate
+from cookiesession._serialize import (
+    BUILTIN_TAGS,
+    decode_one,
+    decode_pair,
+    encode,
+    validate,
+)
 
 
 class Colour(enum.IntEnum):
@@ -26,8 +32,7 @@ class Word(str, enum.Enum):
 
 def round_trip(data: dict[str, Any]) -> Any:
     validate(data)
-    items, _ = decode_many(encode(data), 1)
-    return items[0]
+    return decode_one(encode(data))
 
 
 def test_json_types_round_trip() -> None:
@@ -160,7 +165,7 @@ def tagged(tag: int, payload: bytes = b"\x01") -> bytes:
 def test_builtin_tag_is_refused(tag: int) -> None:
     for payload in (b"\x01", b"\x80", b"\x40", b"\x60", b"\xa0"):
         with pytest.raises(ValueError):
-            decode_many(tagged(tag, payload), 1)
+            decode_one(tagged(tag, payload))
 
 
 def test_every_16_bit_tag_is_refused() -> None:
@@ -168,7 +173,7 @@ def test_every_16_bit_tag_is_refused() -> None:
     accepted = []
     for tag in range(65536):
         try:
-            decode_many(tagged(tag), 1)
+            decode_one(tagged(tag))
         except ValueError:
             continue
         accepted.append(tag)
@@ -189,16 +194,22 @@ def test_every_16_bit_tag_is_refused() -> None:
 )
 def test_decoder_refuses(label: str, blob: bytes) -> None:
     with pytest.raises(ValueError):
-        decode_many(blob, 1)
+        decode_one(blob)
 
 
-def test_decode_many_reports_offsets() -> None:
+def test_decode_pair_reports_where_the_second_item_starts() -> None:
     first, second = cbor2.dumps([1, 2]), cbor2.dumps({"a": 1})
-    items, offsets = decode_many(first + second, 2)
-    assert items == [[1, 2], {"a": 1}]
-    assert offsets == [0, len(first)]
+    assert decode_pair(first + second) == ([1, 2], {"a": 1}, len(first))
+
+
+@pytest.mark.parametrize(
+    "blob", [cbor2.dumps([1]), cbor2.dumps([1]) + b"\xa0\x00", b"\xa0\x9f\xff"]
+)
+def test_decode_pair_refuses_missing_or_trailing_items(blob: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_pair(blob)
 
 
 def test_empty_blob_is_refused() -> None:
     with pytest.raises(ValueError):
-        decode_many(b"", 1)
+        decode_one(b"")

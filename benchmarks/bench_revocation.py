@@ -1,0 +1,235 @@
+"""Cost of the revocation check, and memory per revoked id.
+
+Measures, with the working tree's cookiesession:
+
+- `MemoryRevocationStore.is_revoked` in a store of 100,000 revoked ids: a hit,
+  a miss, and a miss that also looks up a subject. Each is compared with
+  awaiting a coroutine of the same signature that returns at once, so the
+  "store overhead" column is the cost beyond the `await` itself.
+- `RedisRevocationStore.is_revoked` against a real Redis (one GET without a
+  subject, one MGET with one), sequential calls.
+- Bytes per entry of a memory store holding 1,000,000 revoked ids, with
+  tracemalloc, and the pause of one fold at `max_entries`=100,000.
+
+Every figure is the median of several rounds, with the p25-p75 spread; cases
+run interleaved, the garbage collector paused while timing.
+
+    python benchmarks/bench_revocation.py
+    python benchmarks/bench_revocation.py --redis-url redis://127.0.0.1:6379/0
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import random
+import secrets
+import statistics
+import sys
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+# Measure the working tree's cookiesession however the script is started.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cookiesession._revocation import (
+    MemoryRevocationStore,
+    RedisRevocationStore,
+    RevocationStoreError,
+)
+
+Check = Callable[..., Awaitable[bool]]
+
+MEMORY_ENTRIES = 100_000
+MEMORY_LOOPS = 200_000
+MEMORY_ROUNDS = 9
+REDIS_LOOPS = 2_000
+REDIS_ROUNDS = 5
+FOOTPRINT_ENTRIES = 1_000_000
+FOLD_ENTRIES = 100_000
+
+
+async def awaited_noop(
+    session_id: bytes, *, subject: str | None, issued_at_ms: int
+) -> bool:
+    return False
+
+
+async def time_batch(
+    check: Check, session_id: bytes, subject: str | None, loops: int
+) -> float:
+    """Nanoseconds per call of `loops` sequential awaited checks."""
+    issued = int(time.time() * 1000)
+    start = time.perf_counter_ns()
+    for _ in range(loops):
+        await check(session_id, subject=subject, issued_at_ms=issued)
+    return (time.perf_counter_ns() - start) / loops
+
+
+async def run_rounds(
+    cases: dict[str, tuple[Check, bytes, str | None]], loops: int, rounds: int
+) -> dict[str, list[float]]:
+    """Per-call times of every case, one batch each per round, shuffled."""
+    results: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    rng = random.Random(1)
+    for name in order:  # warm-up
+        await time_batch(*cases[name], loops=max(1, loops // 10))
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            rng.shuffle(order)
+            for name in order:
+                results[name].append(await time_batch(*cases[name], loops=loops))
+    finally:
+        gc.enable()
+    return results
+
+
+def spread(values: list[float], scale: float) -> tuple[str, str]:
+    """Median and p25-p75 range, divided by `scale`, as text."""
+    low, _, high = statistics.quantiles(values, n=4, method="inclusive")
+    median = statistics.median(values)
+    return f"{median / scale:.2f}", f"{low / scale:.2f}-{high / scale:.2f}"
+
+
+async def memory_rows() -> list[list[str]]:
+    store = MemoryRevocationStore()
+    until = time.time() + 3600
+    revoked = os.urandom(16)
+    await store.revoke(revoked, subject=None, issued_at_ms=1, until=until)
+    for _ in range(MEMORY_ENTRIES - 2):
+        await store.revoke(os.urandom(16), subject=None, issued_at_ms=1, until=until)
+    await store.revoke_subject("someone", before_ms=1, until=until)
+    assert len(store) == MEMORY_ENTRIES
+
+    missing = os.urandom(16)
+    assert await store.is_revoked(revoked, subject=None, issued_at_ms=2)
+    assert not await store.is_revoked(missing, subject="alice", issued_at_ms=2)
+    cases: dict[str, tuple[Check, bytes, str | None]] = {
+        "await of a no-op coroutine": (awaited_noop, missing, None),
+        "hit": (store.is_revoked, revoked, None),
+        "miss": (store.is_revoked, missing, None),
+        "miss, with subject": (store.is_revoked, missing, "alice"),
+    }
+    results = await run_rounds(cases, MEMORY_LOOPS, MEMORY_ROUNDS)
+
+    baseline = statistics.median(results["await of a no-op coroutine"])
+    rows = []
+    for name, values in results.items():
+        median, iqr = spread(values, 1.0)
+        overhead = statistics.median(values) - baseline
+        extra = "-" if name.startswith("await") else f"{overhead:.0f} ns"
+        rows.append([f"memory, {name}", f"{median} ns", f"{iqr} ns", extra])
+    return rows
+
+
+async def redis_rows(url: str) -> list[list[str]]:
+    prefix = f"bench-{secrets.token_hex(6)}"
+    store = RedisRevocationStore(url, prefix=prefix, timeout=1.0)
+    try:
+        revoked, missing = os.urandom(16), os.urandom(16)
+        await store.revoke(
+            revoked, subject="alice", issued_at_ms=1, until=time.time() + 120
+        )
+        assert await store.is_revoked(revoked, subject="alice", issued_at_ms=2)
+        cases: dict[str, tuple[Check, bytes, str | None]] = {
+            "hit, with subject (MGET)": (store.is_revoked, revoked, "alice"),
+            "miss, with subject (MGET)": (store.is_revoked, missing, "alice"),
+            "miss, no subject (GET)": (store.is_revoked, missing, None),
+        }
+        results = await run_rounds(cases, REDIS_LOOPS, REDIS_ROUNDS)
+    finally:
+        await store.aclose()
+
+    # The entry would expire in two minutes anyway; leave nothing behind.
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    rows = []
+    for name, values in results.items():
+        median, iqr = spread(values, 1000.0)
+        rows.append([f"redis, {name}", f"{median} us", f"{iqr} us", "-"])
+    return rows
+
+
+async def footprint() -> tuple[float, float]:
+    """Bytes per revoked id at 1M entries, and seconds to fill the store."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    started = time.perf_counter()
+    store = MemoryRevocationStore(max_entries=FOOTPRINT_ENTRIES)
+    now_ms = int(time.time() * 1000)
+    until = time.time() + 86_400
+    for n in range(FOOTPRINT_ENTRIES):
+        # Distinct ids, issue times and lifetimes, as in real use.
+        await store.revoke(
+            os.urandom(16),
+            subject=None,
+            issued_at_ms=now_ms - n,
+            until=until + n / 1000,
+        )
+    elapsed = time.perf_counter() - started
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert len(store) == FOOTPRINT_ENTRIES
+    return used / FOOTPRINT_ENTRIES, elapsed
+
+
+async def fold_pause() -> float:
+    """Milliseconds one revoke takes when it makes a full store fold."""
+    store = MemoryRevocationStore(max_entries=FOLD_ENTRIES)
+    until = time.time() + 3600
+    for n in range(FOLD_ENTRIES):
+        await store.revoke(
+            os.urandom(16), subject=None, issued_at_ms=n, until=until + n
+        )
+    logging.getLogger("cookiesession").disabled = True
+    start = time.perf_counter()
+    await store.revoke(os.urandom(16), subject=None, issued_at_ms=0, until=until)
+    return (time.perf_counter() - start) * 1000
+
+
+def table(rows: list[list[str]]) -> str:
+    header = ["is_revoked", "per call (median)", "p25-p75", "store overhead"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+async def main(redis_url: str) -> None:
+    rows = await memory_rows()
+    try:
+        rows += await redis_rows(redis_url)
+    except RevocationStoreError as exc:
+        rows.append(["redis", f"unavailable ({exc})", "-", "-"])
+    per_entry, fill_seconds = await footprint()
+    pause_ms = await fold_pause()
+
+    print(f"Python {sys.version.split()[0]} on {sys.platform}\n")
+    print(table(rows))
+    print()
+    print(
+        f"Memory store, {FOOTPRINT_ENTRIES:,} revoked ids: {per_entry:.0f} bytes "
+        f"per entry ({per_entry * FOOTPRINT_ENTRIES / 1e6:.0f} MB, tracemalloc); "
+        f"filled in {fill_seconds:.1f} s while traced."
+    )
+    print(
+        f"One fold at max_entries={FOLD_ENTRIES:,}: {pause_ms:.0f} ms "
+        "(the revoke that triggers it waits that long)."
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    asyncio.run(main(parser.parse_args().redis_url))

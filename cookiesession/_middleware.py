@@ -1,0 +1,592 @@
+"""The ASGI middleware: open the cookie on the way in, seal it on the way out."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from email.utils import formatdate
+from typing import Any, Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cookiesession import _serialize
+from cookiesession._errors import InvalidSession, Reason, SessionTooLarge
+from cookiesession._keys import KeyRing, SecretLike
+from cookiesession._options import CookieOptions, check_cookie_name, seconds
+from cookiesession._revocation import RevocationStore, RevocationStoreError
+from cookiesession._session import Session
+from cookiesession._token import CLOCK_SKEW, Payload, TokenCodec
+
+__all__ = ["COOKIE_LINE_LIMIT", "MAX_CHUNKS", "SessionMiddleware"]
+
+logger = logging.getLogger("cookiesession")
+
+#: Longest Set-Cookie header line sent, "Set-Cookie: " and attributes
+#: included. RFC 6265bis section 5.7 asks user agents to keep at least 4096
+#: bytes of name, value and attributes; longer cookies are dropped silently.
+COOKIE_LINE_LIMIT = 4096
+#: Most cookies one session may be split over (`name.0` ... `name.23`).
+MAX_CHUNKS = 24
+_DEFAULT_ABSOLUTE = 30 * 24 * 3600
+_EXPIRED = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+_LINE_PREFIX = len("Set-Cookie: ")
+# More copies of the session cookie than this (different paths or domains)
+# are not tried, so a request cannot make the server decrypt without bound.
+_MAX_CANDIDATES = 3
+_CONTAINERS = (list, dict, tuple)
+_SECURE_SCHEMES = ("https", "wss")
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
+_secure_on_http_warned = False
+
+
+def _hash_id(session_id: bytes) -> str:
+    """A short, one-way label for a session id, fit for log lines."""
+    return hashlib.sha256(session_id).hexdigest()[:12]
+
+
+class _Incoming:
+    """The session cookies a request brought: names, and the value to open."""
+
+    __slots__ = ("candidates", "names", "reason")
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.candidates: list[str] = []
+        self.reason: Reason | None = None
+
+
+class SessionMiddleware:
+    """Encrypted cookie sessions for any ASGI app.
+
+    `request.session` (and `scope["session"]`) is a `Session`, a dict. The
+    cookie is sealed with XAES-256-GCM under the first key of `secret`; every
+    key opens. A cookie that is malformed, tampered, expired, revoked or
+    sealed for another name gives a fresh empty session and is cleared.
+
+    Args:
+        app: the ASGI app to wrap.
+        secret: a secret, a list of secrets (the first encrypts, every one
+            decrypts), or a `KeyRing`.
+        name: the cookie name. Sessions too large for one cookie are split
+            over `name.0`, `name.1`, ...
+        cookie: cookie attributes (`CookieOptions`).
+        resave: re-seal the cookie on every response that carries one, even
+            unchanged (the expiry is kept).
+        save_uninitialized: send a cookie for a new session the handler left
+            empty.
+        rolling: re-issue the cookie with a fresh expiry on every response.
+        refresh_after: re-issue the cookie, with a fresh expiry, once this
+            fraction (0 < f <= 1) of its `max_age` has passed; None never
+            refreshes an unchanged session.
+        absolute_lifetime: how long a session may live from its creation,
+            however often it is refreshed (seconds or timedelta). Defaults to
+            30 days, or `max_age` if that is longer.
+        revocation: a `RevocationStore`; with one, `destroy()` and
+            `regenerate()` make every copy of the old cookie invalid.
+        revocation_failure: "closed" (default) treats a session as revoked
+            when the store cannot answer; "open" accepts it and logs WARNING.
+        max_chunks: the most cookies one session may be split over.
+        clock: the time source, in Unix seconds (for tests).
+
+    Starlette's `SessionMiddleware` keywords are accepted with Starlette's
+    meanings: `secret_key`, `session_cookie`, `max_age`, `path`,
+    `same_site`, `https_only`, `domain`, `partitioned`.
+
+    Raises:
+        ValueError, TypeError: naming the parameter, for any bad setting.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret: SecretLike | Iterable[SecretLike] | KeyRing | None = None,
+        *,
+        name: str = "session",
+        cookie: CookieOptions | None = None,
+        resave: bool = False,
+        save_uninitialized: bool = False,
+        rolling: bool = False,
+        refresh_after: float | None = None,
+        absolute_lifetime: int | timedelta | None = None,
+        revocation: RevocationStore | None = None,
+        revocation_failure: Literal["closed", "open"] = "closed",
+        max_chunks: int = MAX_CHUNKS,
+        clock: Callable[[], float] = time.time,
+        secret_key: Any = None,
+        session_cookie: str | None = None,
+        max_age: int | timedelta | _Unset | None = _UNSET,
+        path: str | None = None,
+        same_site: Literal["lax", "strict", "none"] | None = None,
+        https_only: bool | None = None,
+        domain: str | None = None,
+        partitioned: bool | None = None,
+    ) -> None:
+        self.app = app
+        self._keys = _key_ring(secret, secret_key)
+        if session_cookie is not None:
+            if name != "session":
+                raise ValueError("pass name or session_cookie, not both")
+            name = session_cookie
+        self.options = _cookie_options(
+            cookie,
+            secret_key is not None,
+            {
+                "max_age": max_age,
+                "path": path,
+                "same_site": same_site,
+                "https_only": https_only,
+                "domain": domain,
+                "partitioned": partitioned,
+            },
+        )
+        self.name = check_cookie_name(name)
+        self.options.check_name(self.name)
+
+        _check_bool(resave=resave, save_uninitialized=save_uninitialized)
+        _check_bool(rolling=rolling)
+        self.resave = resave
+        self.save_uninitialized = save_uninitialized
+        self.rolling = rolling
+        if refresh_after is not None and not (
+            isinstance(refresh_after, (int, float)) and 0 < refresh_after <= 1
+        ):
+            raise ValueError("refresh_after must be None or a fraction in (0, 1]")
+        self.refresh_after = refresh_after
+        self.absolute_lifetime = _absolute_lifetime(
+            absolute_lifetime, self.options.max_age_seconds
+        )
+
+        if revocation is not None and not isinstance(revocation, RevocationStore):
+            raise TypeError("revocation must be a RevocationStore")
+        if revocation_failure not in ("closed", "open"):
+            raise ValueError("revocation_failure must be 'closed' or 'open'")
+        self.revocation = revocation
+        self._fail_open = revocation_failure == "open"
+        self._store_down = False
+
+        if isinstance(max_chunks, bool) or not isinstance(max_chunks, int):
+            raise TypeError("max_chunks must be an int")
+        if not 1 <= max_chunks <= 180:
+            raise ValueError("max_chunks must be between 1 and 180")
+        self.max_chunks = max_chunks
+        if not callable(clock):
+            raise TypeError("clock must be callable")
+        self._clock = clock
+
+        self._codec = TokenCodec(
+            self._keys, self.name, max_chars=max_chunks * COOKIE_LINE_LIMIT
+        )
+        self._chunk_prefix = self.name + "."
+        self._suffix = {
+            True: f"; Path={self.options.path}" + self.options.suffix(secure=True),
+            False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
+        }
+        self._expires_cache: tuple[int, str] = (0, "")
+
+    # -- request ----------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        incoming = self._read_cookies(scope)
+        session = await self._load(incoming)
+        scope["session"] = session
+        start = "http.response.start" if kind == "http" else "websocket.accept"
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == start:
+                await self._commit(scope, session, incoming, message)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    def _read_cookies(self, scope: Scope) -> _Incoming:
+        incoming = _Incoming()
+        name, prefix = self.name, self._chunk_prefix
+        chunks: dict[int, str] = {}
+        for key, raw in scope["headers"]:
+            if key != b"cookie":
+                continue
+            for part in raw.decode("latin-1").split(";"):
+                cookie_name, _, value = part.partition("=")
+                cookie_name = cookie_name.strip()
+                if cookie_name == name:
+                    incoming.names.append(name)
+                    incoming.candidates.append(value.strip().strip('"'))
+                elif cookie_name.startswith(prefix):
+                    index = cookie_name[len(prefix) :]
+                    # Only canonical decimal indexes: "01" or "+1" are foreign.
+                    if (
+                        index.isdecimal()
+                        and len(index) <= 3
+                        and str(int(index)) == index
+                    ):
+                        incoming.names.append(cookie_name)
+                        chunks.setdefault(int(index), value.strip().strip('"'))
+        if chunks and not incoming.candidates:
+            # Reassemble in numeric order (name.10 after name.9); a gap means
+            # a chunk went missing, and a missing chunk means no session.
+            count = len(chunks)
+            if count > self.max_chunks or max(chunks) != count - 1:
+                incoming.reason = Reason.MALFORMED
+            else:
+                incoming.candidates.append("".join(chunks[i] for i in range(count)))
+        return incoming
+
+    async def _load(self, incoming: _Incoming) -> Session:
+        # Browsers send every cookie whose path and domain match, most
+        # specific path first, so a stale copy may stand before the live one.
+        for candidate in incoming.candidates[:_MAX_CANDIDATES]:
+            try:
+                opened = self._codec.open(candidate, now=self._clock())
+            except InvalidSession as exc:
+                incoming.reason = exc.reason
+                continue
+            payload = opened.payload
+            if self.revocation is not None:
+                reason = await self._check_revoked(self.revocation, payload)
+                if reason is not None:
+                    incoming.reason = reason
+                    continue
+            incoming.reason = None
+            return Session._from_payload(payload, opened.data_bytes, opened.stale_key)
+        if incoming.reason is not None:
+            logger.debug("session cookie rejected: %s", incoming.reason.value)
+        return Session()
+
+    async def _check_revoked(
+        self, store: RevocationStore, payload: Payload
+    ) -> Reason | None:
+        try:
+            revoked = await store.is_revoked(
+                payload.session_id,
+                subject=payload.subject,
+                issued_at_ms=payload.issued_at_ms,
+            )
+        except RevocationStoreError:
+            if not self._store_down:
+                self._store_down = True
+                logger.warning(
+                    "revocation store unavailable: failing %s",
+                    "open (sessions accepted unchecked)"
+                    if self._fail_open
+                    else "closed (sessions treated as revoked)",
+                )
+            return None if self._fail_open else Reason.STORE_UNAVAILABLE
+        if self._store_down:
+            self._store_down = False
+            logger.warning("revocation store answering again")
+        if revoked:
+            logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
+            return Reason.REVOKED
+        return None
+
+    # -- response ---------------------------------------------------------
+
+    async def _commit(
+        self, scope: Scope, session: Session, incoming: _Incoming, message: Message
+    ) -> None:
+        now = self._clock()
+        if self.revocation is not None:
+            await self._write_revocations(self.revocation, session, now)
+        token, max_age = self._token_for(session, now)
+
+        secure = self.options.secure is True or (
+            self.options.secure == "auto" and scope.get("scheme") in _SECURE_SCHEMES
+        )
+        lines: list[tuple[str, str]] = []
+        if token is not None:
+            if secure and scope.get("scheme") not in _SECURE_SCHEMES:
+                _warn_secure_on_http()
+            lines = self._cookie_lines(token, max_age, secure)
+        written = {cookie_name for cookie_name, _ in lines}
+        # Clear whatever the request brought that this response does not
+        # overwrite: a rejected cookie, an emptied session, stale chunks. A
+        # cookie left alone because the revocation store was down is kept,
+        # so that the session comes back when the store does.
+        if incoming.reason is not Reason.STORE_UNAVAILABLE or token is not None:
+            for cookie_name in incoming.names:
+                if cookie_name not in written and (
+                    token is not None
+                    or incoming.reason is not None
+                    or session._opened is None
+                    or not session
+                ):
+                    written.add(cookie_name)
+                    lines.append((cookie_name, self._expired_line(cookie_name, secure)))
+
+        if lines or session.accessed:
+            _apply_headers(message, lines, session.accessed)
+
+    def _token_for(self, session: Session, now: float) -> tuple[str | None, int | None]:
+        """The token to send, if any, with the cookie's Max-Age."""
+        opened = session._opened
+        max_age = session.cookie.max_age or self.options.max_age_seconds
+        if opened is None:
+            # A new session, or one that destroy()/regenerate() replaced.
+            if not session and not (
+                session._force_save
+                or (self.save_uninitialized and not session._destroyed)
+            ):
+                return None, None
+            _serialize.validate(session)
+            payload = Payload(
+                session_id=bytes.fromhex(session.id),
+                issued_at_ms=int(now * 1000),
+                absolute_expiry=int(now) + self.absolute_lifetime,
+                idle_expiry=None,
+                cookie=session.cookie._overrides,
+                subject=session.subject,
+                data=session,
+            )
+            return self._seal(payload, None, max_age, now, refresh=True)
+
+        if not session and session._original != b"\xa0":
+            return None, None  # emptied: the caller expires the cookie
+
+        data_bytes: bytes | None = None
+        changed = session._changed
+        if not changed and (
+            session.modified or any(type(v) in _CONTAINERS for v in session.values())
+        ):
+            # Found by content, so `session["cart"].append(x)` counts and a
+            # write of the same value does not.
+            _serialize.validate(session)
+            data_bytes = _serialize.encode(session)
+            changed = data_bytes != session._original
+        refresh = (
+            changed
+            or self.rolling
+            or session._touch
+            or self._refresh_due(opened, max_age, now)
+        )
+        if not (refresh or self.resave or session._force_save or session._stale_key):
+            return None, None
+        if data_bytes is None:
+            _serialize.validate(session)
+        payload = Payload(
+            session_id=opened.session_id,
+            issued_at_ms=opened.issued_at_ms,
+            absolute_expiry=opened.absolute_expiry,
+            idle_expiry=opened.idle_expiry,
+            cookie=session.cookie._overrides,
+            subject=session.subject,
+            data=session,
+        )
+        return self._seal(payload, data_bytes, max_age, now, refresh=refresh)
+
+    def _seal(
+        self,
+        payload: Payload,
+        data_bytes: bytes | None,
+        max_age: int | None,
+        now: float,
+        *,
+        refresh: bool,
+    ) -> tuple[str | None, int | None]:
+        if refresh and max_age is not None:
+            payload.idle_expiry = min(int(now) + max_age, payload.absolute_expiry)
+        remaining = payload.expires_at() - int(now)
+        if remaining <= 0 and (max_age is None or max_age > 0):
+            # The session reached its absolute lifetime: let the cookie go.
+            return None, None
+        token = self._codec.seal(payload, data_bytes)
+        return token, (None if max_age is None else max(0, remaining))
+
+    def _refresh_due(self, opened: Payload, max_age: int | None, now: float) -> bool:
+        if self.refresh_after is None or max_age is None or opened.idle_expiry is None:
+            return False
+        issued = opened.idle_expiry - max_age
+        return now - issued >= self.refresh_after * max_age
+
+    async def _write_revocations(
+        self, store: RevocationStore, session: Session, now: float
+    ) -> None:
+        for old in session._history:
+            try:
+                await store.revoke(
+                    old.session_id,
+                    subject=old.subject,
+                    issued_at_ms=old.issued_at_ms,
+                    until=old.absolute_expiry + CLOCK_SKEW,
+                )
+            except RevocationStoreError:
+                logger.error(  # noqa: TRY400 - the store's error says nothing more
+                    "could not revoke session %s: its cookie was cleared, but a "
+                    "copy stays valid until it expires",
+                    _hash_id(old.session_id),
+                )
+        session._history.clear()
+        subject = session._sign_out_subject
+        if subject is not None:
+            session._sign_out_subject = None
+            try:
+                await store.revoke_subject(
+                    subject,
+                    before_ms=int(now * 1000),
+                    until=now + self.absolute_lifetime + CLOCK_SKEW,
+                )
+            except RevocationStoreError:
+                logger.error(  # noqa: TRY400
+                    "could not sign out subject %s everywhere",
+                    hashlib.sha256(subject.encode()).hexdigest()[:12],
+                )
+
+    # -- Set-Cookie lines ---------------------------------------------------
+
+    def _attributes(self, max_age: int | None, secure: bool) -> str:
+        if max_age is None:
+            return self._suffix[secure]
+        expires_at = int(self._clock()) + max_age
+        cached_at, expires = self._expires_cache
+        if cached_at != expires_at:
+            expires = formatdate(expires_at, usegmt=True)
+            self._expires_cache = (expires_at, expires)
+        # Max-Age first: Starlette's tests look for "; Max-Age=N;".
+        return f"; Max-Age={max_age}; Expires={expires}" + self._suffix[secure]
+
+    def _expired_line(self, cookie_name: str, secure: bool) -> str:
+        # The same attributes as the cookie it deletes (Path, Domain,
+        # Partitioned...), or the browser keeps the original.
+        return f"{cookie_name}={_EXPIRED}{self._suffix[secure]}"
+
+    def _cookie_lines(
+        self, token: str, max_age: int | None, secure: bool
+    ) -> list[tuple[str, str]]:
+        attributes = self._attributes(max_age, secure)
+        single = f"{self.name}={token}{attributes}"
+        if _LINE_PREFIX + len(single) <= COOKIE_LINE_LIMIT:
+            return [(self.name, single)]
+        lines: list[tuple[str, str]] = []
+        start = 0
+        while start < len(token):
+            chunk_name = f"{self._chunk_prefix}{len(lines)}"
+            room = (
+                COOKIE_LINE_LIMIT - _LINE_PREFIX - len(chunk_name) - 1 - len(attributes)
+            )
+            part = token[start : start + room]
+            lines.append((chunk_name, f"{chunk_name}={part}{attributes}"))
+            start += room
+        if len(lines) > self.max_chunks:
+            raise SessionTooLarge(
+                f"the sealed session is {len(token)} bytes, which needs "
+                f"{len(lines)} cookies; the limit is max_chunks={self.max_chunks} "
+                f"(about {self.max_chunks * (COOKIE_LINE_LIMIT - 200)} bytes). "
+                "Keep large data server-side and store its id in the session."
+            )
+        return lines
+
+
+def _key_ring(secret: object, secret_key: object) -> KeyRing:
+    if secret_key is not None:
+        if secret is not None:
+            raise ValueError("pass secret or secret_key, not both")
+        # Starlette's secret_key may be a starlette.datastructures.Secret.
+        secret = str(secret_key)
+    if secret is None:
+        raise ValueError("secret is required: a key from generate_key()")
+    if isinstance(secret, KeyRing):
+        return secret
+    return KeyRing(secret)  # type: ignore[arg-type]
+
+
+def _check_bool(**flags: object) -> None:
+    for flag, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be a bool")
+
+
+def _absolute_lifetime(value: int | timedelta | None, max_age: int | None) -> int:
+    lifetime = seconds(value, "absolute_lifetime")
+    if lifetime is None:
+        return max(_DEFAULT_ABSOLUTE, max_age or 0)
+    if lifetime == 0:
+        raise ValueError("absolute_lifetime must be positive")
+    if max_age is not None and max_age > lifetime:
+        raise ValueError("absolute_lifetime must be at least the cookie's max_age")
+    return lifetime
+
+
+def _cookie_options(
+    cookie: CookieOptions | None, starlette_mode: bool, starlette: dict[str, Any]
+) -> CookieOptions:
+    given = {k: v for k, v in starlette.items() if v is not None and v is not _UNSET}
+    if starlette["max_age"] is None:
+        given["max_age"] = None  # Starlette's browser-session cookie
+    # Starlette's secret_key, or any of its cookie keywords, selects Starlette's
+    # defaults too: notably no Secure flag unless https_only=True.
+    if given or (starlette_mode and cookie is None):
+        if cookie is not None:
+            raise ValueError(
+                "cookie: pass CookieOptions or Starlette's keywords "
+                f"({', '.join(sorted(given))}), not both"
+            )
+        return _starlette_options(given)
+    if cookie is None:
+        return CookieOptions()
+    if not isinstance(cookie, CookieOptions):
+        raise TypeError("cookie must be a CookieOptions")
+    return cookie
+
+
+def _starlette_options(given: dict[str, Any]) -> CookieOptions:
+    """CookieOptions from Starlette's SessionMiddleware keywords."""
+    options: dict[str, Any] = {}
+    if "max_age" in given:
+        value = given["max_age"]
+        # Starlette accepts max_age <= 0 to expire cookies at once; keep that
+        # meaning (CookieOptions itself refuses negative lifetimes).
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            value = 0
+        options["max_age"] = value
+    for key in ("path", "same_site", "domain", "partitioned"):
+        if key in given:
+            options[key] = given[key]
+    # Starlette sets Secure only with https_only=True, never automatically.
+    options["secure"] = bool(given.get("https_only", False))
+    return CookieOptions(**options)
+
+
+def _warn_secure_on_http() -> None:
+    global _secure_on_http_warned  # noqa: PLW0603 - once per process, by design
+    if not _secure_on_http_warned:
+        _secure_on_http_warned = True
+        logger.warning(
+            "sending a Secure session cookie over plain http: browsers drop "
+            "it silently, so the session will not stick. Serve over https, or "
+            "use CookieOptions(secure='auto') for local development."
+        )
+
+
+def _apply_headers(message: Message, lines: list[tuple[str, str]], vary: bool) -> None:
+    ours = {cookie_name.encode("latin-1") + b"=" for cookie_name, _ in lines}
+    headers: list[tuple[bytes, bytes]] = []
+    has_vary = False
+    for key, value in message.get("headers", ()):
+        lowered = key.lower()
+        if lowered == b"set-cookie" and value.split(b"=", 1)[0] + b"=" in ours:
+            continue  # one Set-Cookie per cookie name: the session's wins
+        if vary and lowered == b"vary":
+            has_vary = True
+            if b"cookie" not in value.lower() and value.strip() != b"*":
+                headers.append((key, value + b", Cookie"))
+                continue
+        headers.append((key, value))
+    if vary and not has_vary:
+        headers.append((b"vary", b"Cookie"))
+    for _, line in lines:
+        headers.append((b"set-cookie", line.encode("latin-1")))
+    message["headers"] = headers

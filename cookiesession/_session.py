@@ -1,0 +1,273 @@
+"""The session object handlers see as `request.session`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from cookiesession import _serialize
+from cookiesession._options import seconds
+from cookiesession._token import Payload, new_session_id
+
+__all__ = ["Session", "SessionCookie"]
+
+
+class SessionCookie:
+    """Per-session cookie overrides, sealed inside the session's own value.
+
+    `max_age` lengthens or shortens this session's lifetime alone, e.g. for a
+    "remember me" login; None (the default) uses the middleware's setting.
+    The middleware's `absolute_lifetime` still caps it.
+    """
+
+    __slots__ = ("_overrides", "_session")
+
+    def __init__(self, session: Session, overrides: dict[str, Any] | None) -> None:
+        self._session = session
+        self._overrides = overrides
+
+    @property
+    def max_age(self) -> int | None:
+        """This session's own cookie lifetime in seconds, or None."""
+        if self._overrides is None:
+            return None
+        value = self._overrides.get("max_age")
+        return value if type(value) is int else None
+
+    @max_age.setter
+    def max_age(self, value: int | timedelta | None) -> None:
+        normalized = seconds(value, "session.cookie.max_age")
+        if normalized == self.max_age:
+            return
+        self._overrides = None if normalized is None else {"max_age": normalized}
+        self._session._changed = True
+
+    def __repr__(self) -> str:
+        return f"SessionCookie(max_age={self.max_age!r})"
+
+
+class Session(dict[str, Any]):
+    """A dict of session data, plus the operations of a session's life.
+
+    Reading and writing it is ordinary `dict` use. The methods below are
+    synchronous: they record what should happen, and the middleware carries
+    it out when the response starts (or when a websocket is accepted).
+
+    Changes are found by content, so a nested change such as
+    `session["cart"].append(item)` is saved like a top-level assignment.
+    """
+
+    __slots__ = (
+        "_changed",
+        "_cookie",
+        "_destroyed",
+        "_force_save",
+        "_history",
+        "_issued_at_ms",
+        "_opened",
+        "_original",
+        "_session_id",
+        "_sign_out_subject",
+        "_stale_key",
+        "_subject",
+        "_touch",
+        "accessed",
+        "modified",
+    )
+
+    def __init__(
+        self,
+        data: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(data, **kwargs)
+        #: Starlette's flags: the session was looked at / written through
+        #: `request.session` or a dict method.
+        self.accessed = False
+        self.modified = False
+        self._session_id: bytes | None = None
+        self._issued_at_ms = 0
+        self._subject: str | None = None
+        self._cookie = SessionCookie(self, None)
+        self._opened: Payload | None = None
+        self._original = b""
+        self._stale_key = False
+        self._history: list[Payload] = []
+        self._changed = False
+        self._destroyed = False
+        self._force_save = False
+        self._touch = False
+        self._sign_out_subject: str | None = None
+
+    @classmethod
+    def _from_payload(cls, payload: Payload, original: bytes, stale: bool) -> Session:
+        session = cls(payload.data)
+        session._original = original
+        session._stale_key = stale
+        session._session_id = payload.session_id
+        session._issued_at_ms = payload.issued_at_ms
+        session._subject = payload.subject
+        session._cookie = SessionCookie(session, payload.cookie)
+        session._opened = payload
+        return session
+
+    # -- identity ---------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """This session's id as 32 hex digits (a new session gets one now).
+
+        It is random, 128 bits, and changes on `regenerate()` and `destroy()`.
+        Treat it as a secret when the app uses it as a lookup key.
+        """
+        if self._session_id is None:
+            self._session_id = new_session_id()
+        return self._session_id.hex()
+
+    @property
+    def is_new(self) -> bool:
+        """True unless this session came from a valid cookie of this request."""
+        return self._opened is None
+
+    @property
+    def cookie(self) -> SessionCookie:
+        """Per-session cookie overrides (see `SessionCookie`)."""
+        return self._cookie
+
+    @property
+    def subject(self) -> str | None:
+        """Who the session belongs to (a user id), for sign-out everywhere.
+
+        Sealed inside the cookie; setting it to a new value marks the session
+        changed. See `sign_out_everywhere()`.
+        """
+        return self._subject
+
+    @subject.setter
+    def subject(self, value: str | None) -> None:
+        if value is not None and not isinstance(value, str):
+            raise TypeError("session.subject must be a str or None")
+        if value != self._subject:
+            self._subject = value
+            self._changed = True
+            self.mark_modified()
+
+    # -- life cycle -------------------------------------------------------
+
+    def destroy(self) -> None:
+        """End this session: empty it, expire its cookie, revoke its id.
+
+        With a revocation store every copy of the old cookie is rejected from
+        then on. Data written after `destroy()` starts a new session with a
+        new id.
+        """
+        self._retire()
+        self._destroyed = True
+
+    def regenerate(self) -> None:
+        """Give the session a new id and empty data, revoking the old id.
+
+        Call it at login (and at any privilege change) so that a session id
+        planted or seen before cannot ride along; fill the new session in the
+        same request.
+        """
+        self._retire()
+
+    def _retire(self) -> None:
+        if self._opened is not None:
+            self._history.append(self._opened)
+        self._opened = None
+        self._session_id = None
+        self._issued_at_ms = 0
+        self._subject = None
+        self._cookie = SessionCookie(self, None)
+        self._force_save = False
+        self._touch = False
+        self.clear()
+
+    def save(self) -> None:
+        """Send the cookie on this response even if nothing changed.
+
+        The data is checked now, so an unstorable value raises here, at the
+        line that asked to save it.
+
+        Raises:
+            SessionDataError: a value that cannot be stored (the message names
+                its key path).
+        """
+        _serialize.validate(self)
+        self._force_save = True
+        self.mark_accessed()
+
+    def touch(self) -> None:
+        """Re-issue the cookie on this response with a fresh idle expiry."""
+        self._touch = True
+        self.mark_accessed()
+
+    def sign_out_everywhere(self) -> None:
+        """Revoke every session of this session's subject issued until now.
+
+        Needs a revocation store and a `subject`. The current session is
+        destroyed too; log the user in again with `regenerate()` in the same
+        request if that is wanted (the new session survives).
+
+        Raises:
+            ValueError: the session has no subject.
+        """
+        if self._subject is None:
+            raise ValueError("sign_out_everywhere() needs session.subject to be set")
+        subject = self._subject
+        self.destroy()
+        self._sign_out_subject = subject
+
+    # -- Starlette compatibility -------------------------------------------
+
+    def mark_accessed(self) -> None:
+        """Record that the handler used the session (adds `Vary: Cookie`)."""
+        self.accessed = True
+
+    def mark_modified(self) -> None:
+        """Record a write through a dict method."""
+        self.accessed = True
+        self.modified = True
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.mark_modified()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.mark_modified()
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.mark_modified()
+        super().clear()
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self.mark_modified()
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        item = super().popitem()
+        self.mark_modified()
+        return item
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            self.mark_modified()
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.mark_modified()
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override,misc]
+        self.mark_modified()
+        super().update(other)
+        return self
+
+    def __repr__(self) -> str:
+        # Values and the id stay out of reprs, which end up in logs.
+        return f"Session(keys={list(self)!r})"
