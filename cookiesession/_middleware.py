@@ -339,6 +339,7 @@ class SessionMiddleware:
             # A new session, or one that destroy()/regenerate() replaced.
             if not session and not (
                 session._force_save
+                or session._changed  # a subject or cookie override was set
                 or (self.save_uninitialized and not session._destroyed)
             ):
                 return None, None

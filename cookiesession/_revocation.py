@@ -26,10 +26,11 @@ accepted. Writes go through one small Lua script that keeps the larger value
 and the later expiry, so a repeated call never lowers a cut-off nor shortens a
 lifetime.
 
-A session entry is found only under the subject it was revoked with: a cookie
-that names the same session id with another subject (or none) misses it. Give
-a session a new id whenever its subject changes (`regenerate()` at login).
-`MemoryRevocationStore` finds session entries by id alone.
+A session revoked with a subject is written under both its subject's tag and
+its own, so cookies of that id sealed before the subject was set (an
+anonymous session that logged in) are rejected too. A session cannot change
+from one subject to another without a new id: `Session.subject` refuses it
+and asks for `regenerate()`. `MemoryRevocationStore` finds entries by id.
 """
 
 from __future__ import annotations
@@ -470,6 +471,11 @@ class RedisRevocationStore:
             return
         session_key, _ = self._keys(session_id, subject)
         await self._raise(session_key, issued_at_ms, until)
+        if subject is not None:
+            # Earlier cookies of this id may predate its subject (an anonymous
+            # session that logged in); they look under the subject-less key.
+            bare_key, _ = self._keys(session_id, None)
+            await self._raise(bare_key, issued_at_ms, until)
 
     async def revoke_subject(
         self, subject: str, *, before_ms: int, until: float

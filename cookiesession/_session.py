@@ -139,8 +139,9 @@ class Session(dict[str, Any]):
     def subject(self) -> str | None:
         """Who the session belongs to (a user id), for sign-out everywhere.
 
-        Sealed inside the cookie; setting it to a new value marks the session
-        changed. See `sign_out_everywhere()`.
+        Sealed inside the cookie; setting it marks the session changed. Once
+        a session has a subject, only `regenerate()` (or `destroy()`) can give
+        it another. See `sign_out_everywhere()`.
         """
         return self._subject
 
@@ -148,6 +149,14 @@ class Session(dict[str, Any]):
     def subject(self, value: str | None) -> None:
         if value is not None and not isinstance(value, str):
             raise TypeError("session.subject must be a str or None")
+        held = None if self._opened is None else self._opened.subject
+        if held is not None and value != held:
+            # One session id, one subject: revocation by subject relies on it,
+            # and a change of identity without a new id is session fixation.
+            raise ValueError(
+                "session.subject: call regenerate() before giving the session "
+                "another subject"
+            )
         if value != self._subject:
             self._subject = value
             self._changed = True
@@ -184,6 +193,7 @@ class Session(dict[str, Any]):
         self._cookie = SessionCookie(self, None)
         self._force_save = False
         self._touch = False
+        self._changed = False
         self.clear()
 
     def save(self) -> None:

@@ -893,3 +893,63 @@ def test_https_only_false_never_sets_secure_even_on_https() -> None:
 @pytest.fixture(autouse=True)
 def _no_leftover_warning_state() -> Iterator[None]:
     yield
+
+
+# -- subjects -------------------------------------------------------------------
+
+
+def test_subject_cannot_change_without_regenerate() -> None:
+    def become_bob(session: Session) -> Any:
+        session.subject = "bob"
+
+    def as_alice(session: Session) -> Any:
+        session.subject = "alice"
+
+    client = make_client({"alice": as_alice, "bob": become_bob})
+    client.get("/alice")
+    with pytest.raises(ValueError, match="regenerate"):
+        client.get("/bob")
+
+
+def test_subject_can_change_after_regenerate() -> None:
+    def switch(session: Session) -> Any:
+        session.regenerate()
+        session.subject = "bob"
+
+    client = make_client(
+        {"alice": lambda s: setattr(s, "subject", "alice"), "switch": switch}
+    )
+    client.get("/alice")
+    (line,) = set_cookies(client.get("/switch"))
+    assert open_token(cookie_value(line)).subject == "bob"
+
+
+def test_sign_out_everywhere_rejects_every_earlier_session_of_the_subject() -> None:
+    clock = Clock()
+    store = MemoryRevocationStore(clock=clock)
+
+    def login_as(session: Session) -> Any:
+        session.regenerate()
+        session.subject = "alice"
+        session["user"] = "alice"
+
+    def everywhere(session: Session) -> Any:
+        session.sign_out_everywhere()
+        # Log this browser straight back in: the new session survives.
+        login_as(session)
+
+    handlers = {**BASIC, "login": login_as, "everywhere": everywhere}
+    laptop = make_client(handlers, revocation=store, clock=clock)
+    phone = make_client(handlers, revocation=store, clock=clock)
+    laptop.get("/login")
+    phone.get("/login")
+    clock.now += 1
+    laptop.get("/everywhere")
+    assert phone.get("/view").json()["session"] == {}
+    assert laptop.get("/view").json()["session"] == {"user": "alice"}
+
+
+def test_sign_out_everywhere_needs_a_subject() -> None:
+    client = make_client({"out": lambda s: s.sign_out_everywhere()})
+    with pytest.raises(ValueError, match="subject"):
+        client.get("/out")

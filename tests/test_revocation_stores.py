@@ -85,6 +85,23 @@ class StoreContract:
 
         env.run(body)
 
+    def test_cookies_from_before_the_subject_was_set_are_revoked_too(
+        self, env: Env
+    ) -> None:
+        # An anonymous session that later logged in: its early cookies carry
+        # the same id without a subject.
+        session = new_id()
+        issued = int(env.now() * 1000)
+
+        async def body(store: RevocationStore) -> None:
+            until = env.now() + LONG
+            await store.revoke(
+                session, subject="alice", issued_at_ms=issued, until=until
+            )
+            assert await store.is_revoked(session, subject=None, issued_at_ms=issued)
+
+        env.run(body)
+
     def test_other_sessions_are_not_revoked(self, env: Env) -> None:
         revoked = new_id()
         issued = int(env.now() * 1000)
@@ -543,7 +560,9 @@ class TestRedisStore(StoreContract):
 
         env.run(body)
         keys = env.key_names()
-        assert len(keys) == 3
+        # The session with a subject is written under its subject's tag and,
+        # for its cookies from before it had a subject, under its own.
+        assert len(keys) == 4
         for key in keys:
             assert key.startswith(env.prefix + ":{")
             for secret in (subject, "alice", with_subject.hex(), alone.hex()):
@@ -552,7 +571,7 @@ class TestRedisStore(StoreContract):
         (subject_key,) = [key for key in keys if ":u:" in key]
         slot = key_slot(subject_key.encode())
         same_slot = [key for key in keys if key_slot(key.encode()) == slot]
-        assert len(same_slot) == 2
+        assert len(same_slot) == 2  # the subject key and the session key
         assert {tag(key) for key in same_slot} == {tag(subject_key)}
         # Log lines name a session by a prefix of its key digest.
         assert any(f":s:{hash_session_id(alone)}" in key for key in keys)
