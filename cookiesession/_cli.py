@@ -15,15 +15,18 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from cookiesession._errors import InvalidSession, Reason
 from cookiesession._keys import ENV_VAR, KeyRing, generate_key
-from cookiesession._token import TokenCodec
+from cookiesession._middleware import COOKIE_LINE_LIMIT, MAX_CHUNKS
+from cookiesession._token import Opened, TokenCodec
 
 if TYPE_CHECKING:
     from cookiesession._revocation import RevocationStore
+
+    _Commands: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["main"]
 
@@ -31,6 +34,8 @@ _PROG = "cookiesession"
 _SEPARATORS = re.compile(r"[\s,]+")
 _DEMO_INSTALL = "pip install 'cookiesession[demo]'"
 _LOOPBACK_NAMES = ("localhost", "localhost.")
+# As long a token as the middleware accepts with its default max_chunks.
+_MAX_TOKEN_CHARS = MAX_CHUNKS * COOKIE_LINE_LIMIT
 _ENV_HELP = f"environment variable holding the keys (default: {ENV_VAR})"
 
 
@@ -143,25 +148,28 @@ def _inspect(args: argparse.Namespace) -> int:
         token = _token_from(text, args.name)
         if token is None:
             return _error(f"no cookie named {args.name} (or {args.name}.0, ...)")
-        opened = TokenCodec(ring, args.name).open(token)
+        codec = TokenCodec(ring, args.name, max_chars=_MAX_TOKEN_CHARS)
+        opened = codec.open(token)
     except InvalidSession as exc:
         print(f"rejected: {exc.reason.value}", file=sys.stderr)
         return 1
 
+    print(_report(opened, token, ring, args.env))
+    return 0
+
+
+def _report(opened: Opened, token: str, ring: KeyRing, env: str) -> str:
+    """What `inspect` prints for a cookie that opened."""
     payload = opened.payload
-    # The key id is bytes 1-4 of the token, after the version byte; the token
-    # just opened, so it is canonical base64url.
-    key_id = base64.urlsafe_b64decode(token[:8] + "=" * 4)[1:5]
+    # The key id is bytes 1-4 of the token, after the version byte; the first
+    # 8 characters decode to 6 bytes, and the token just proved canonical.
+    key_id = base64.urlsafe_b64decode(token[:8])[1:5]
     position = next(i for i, key in enumerate(ring, 1) if key.id == key_id)
-    stale = (
-        "yes (re-sealed with the first key on its next use)"
-        if opened.stale_key
-        else "no"
-    )
+    stale = "yes (re-sealed with the first key on its next use)"
     cookie = "defaults" if payload.cookie is None else json.dumps(payload.cookie)
     lines = [
-        f"key id:      {key_id.hex()} (key {position} of {len(ring)} in {args.env})",
-        f"stale key:   {stale}",
+        f"key id:      {key_id.hex()} (key {position} of {len(ring)} in {env})",
+        f"stale key:   {stale if opened.stale_key else 'no'}",
         f"session id:  {payload.session_id.hex()}",
         f"issued at:   {_iso(payload.issued_at_ms / 1000)}",
         f"expires at:  {_iso(payload.absolute_expiry)} (absolute)",
@@ -173,22 +181,25 @@ def _inspect(args: argparse.Namespace) -> int:
         "data:",
         json.dumps(payload.data, indent=2, default=_json_default),
     ]
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 # -- demo ---------------------------------------------------------------------
 
 
 def _redact(url: str) -> str:
-    """`url` with any password replaced, fit to print."""
+    """`url` fit to print: its password and its query replaced by ***."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"  # an IPv6 literal keeps its brackets
+        port = f":{parts.port}" if parts.port is not None else ""
+        netloc = f"{parts.username or ''}:***@{host}{port}"
+    # Query arguments can carry credentials too: redis-py reads ?password=.
+    query = "***" if parts.query else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _is_loopback(host: str) -> bool:
@@ -269,13 +280,8 @@ def _port(text: str) -> int:
 # -- parser -------------------------------------------------------------------
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=_PROG,
-        description="Encrypted cookie sessions: demo server and key tools.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_demo(commands: _Commands) -> None:
+    """The `demo` subcommand."""
     demo = commands.add_parser(
         "demo",
         help="serve the demo site (needs uvicorn)",
@@ -301,6 +307,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
+
+def _add_keygen(commands: _Commands) -> None:
+    """The `keygen` subcommand."""
     keygen = commands.add_parser(
         "keygen",
         help="print a new random key",
@@ -308,6 +317,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     keygen.set_defaults(run=_keygen)
 
+
+def _add_rotate(commands: _Commands) -> None:
+    """The `rotate` subcommand."""
     rotate = commands.add_parser(
         "rotate",
         help="print the key list with a new key first",
@@ -326,6 +338,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     rotate.set_defaults(run=_rotate)
 
+
+def _add_inspect(commands: _Commands) -> None:
+    """The `inspect` subcommand."""
     inspect = commands.add_parser(
         "inspect",
         help="decrypt a session cookie and show its content",
@@ -343,6 +358,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--env", default=ENV_VAR, metavar="NAME", help=_ENV_HELP)
     inspect.set_defaults(run=_inspect)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Encrypted cookie sessions: demo server and key tools.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_keygen, _add_rotate, _add_inspect):
+        add(commands)
     return parser
 
 

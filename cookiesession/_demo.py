@@ -37,8 +37,8 @@ from cookiesession._session import Session
 
 __all__ = ["BIG_SIZE", "IDLE_TIMEOUT", "REMEMBER_ME", "create_app"]
 
-#: Lifetime of a session without "remember me": it ends after this many
-#: seconds without a re-issued cookie (refreshed at half-time, see below).
+#: Lifetime of a session without "remember me": it ends this many seconds
+#: after its cookie was last issued (re-issued at half-time, see create_app).
 IDLE_TIMEOUT = 2 * 3600
 #: Lifetime of a "remember me" session, set per session.
 REMEMBER_ME = 30 * 24 * 3600
@@ -170,7 +170,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 response."""
+    """The request body as a JSON object; anything else is a 400 error."""
     try:
         value = json.loads(await _body(request))
     except ValueError:
@@ -280,7 +280,12 @@ async def profile(request: Request) -> Response:
     if session.cookie.max_age == REMEMBER_ME:
         lifetime = f"remembered for {REMEMBER_ME // 86400} days"
     else:
-        lifetime = f"ends after {IDLE_TIMEOUT // 3600} hours without a visit"
+        # Re-issued at half-time (refresh_after=0.5), so the last visit gives
+        # between half and all of IDLE_TIMEOUT.
+        lifetime = (
+            f"ends {IDLE_TIMEOUT // 7200} to {IDLE_TIMEOUT // 3600} hours "
+            "after the last visit"
+        )
     body = (
         f'<p>User: <strong id="user">{_e(user)}</strong></p>'
         f'<p>Session id starts with <code id="session-id">{session.id[:8]}</code></p>'

@@ -19,7 +19,7 @@ from cookiesession._keys import KeyRing, SecretLike
 from cookiesession._options import CookieOptions, check_cookie_name, seconds
 from cookiesession._revocation import RevocationStore, RevocationStoreError
 from cookiesession._session import Session
-from cookiesession._token import CLOCK_SKEW, Payload, TokenCodec
+from cookiesession._token import CLOCK_SKEW, MAX_CHUNKS, Payload, TokenCodec
 
 __all__ = ["COOKIE_LINE_LIMIT", "MAX_CHUNKS", "SessionMiddleware"]
 
@@ -29,8 +29,6 @@ logger = logging.getLogger("cookiesession")
 #: included. RFC 6265bis section 5.7 asks user agents to keep at least 4096
 #: bytes of name, value and attributes; longer cookies are dropped silently.
 COOKIE_LINE_LIMIT = 4096
-#: Most cookies one session may be split over (`name.0` ... `name.23`).
-MAX_CHUNKS = 24
 _DEFAULT_ABSOLUTE = 30 * 24 * 3600
 _EXPIRED = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 _LINE_PREFIX = len("Set-Cookie: ")

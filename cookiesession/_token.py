@@ -32,6 +32,7 @@ from cookiesession._keys import KEY_ID_SIZE, KeyRing
 
 __all__ = [
     "CLOCK_SKEW",
+    "MAX_CHUNKS",
     "MAX_TOKEN_CHARS",
     "VERSION",
     "Opened",
@@ -55,9 +56,12 @@ _MIN_RAW = _HEADER + _TAG_SIZE + 24
 #: rejected as issued in the future.
 CLOCK_SKEW = 60
 
-#: Longest token text `TokenCodec.open` will look at; checked before any
-#: decoding. 16 cookies of 4096 bytes, the chunk cap of the middleware.
-MAX_TOKEN_CHARS = 16 * 4096
+#: Most cookies one session may be split over by default (`name.0` ...).
+MAX_CHUNKS = 24
+
+#: Longest token text `TokenCodec.open` will look at by default; checked
+#: before any decoding. The middleware passes its own `max_chunks` x 4096.
+MAX_TOKEN_CHARS = MAX_CHUNKS * 4096
 
 # The final base64 character of a string whose length is 2 or 3 mod 4 carries
 # 4 or 2 unused bits; a canonical encoder leaves them zero. Accepting other

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -304,12 +305,20 @@ def wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None
         if server.poll() is not None:
             pytest.fail(f"the demo exited early:\n{log.read_text()}")
         try:
-            httpx.get(base + "/", timeout=1)
+            httpx.get(base + "/", timeout=1, trust_env=False)
         except httpx.TransportError:
             time.sleep(0.1)
         else:
             return
     pytest.fail(f"the demo did not answer within 15 s:\n{log.read_text()}")
+
+
+def replay_state(base: str, cookie_header: str) -> Any:
+    """GET /api/session with exactly these cookies, from a cookie-less client."""
+    response = httpx.get(
+        base + "/api/session", headers={"cookie": cookie_header}, trust_env=False
+    )
+    return response.json()
 
 
 def test_demo_command_over_real_http(tmp_path: Path) -> None:
@@ -334,7 +343,8 @@ def test_demo_command_over_real_http(tmp_path: Path) -> None:
         assert "revocation: in memory" in startup
         assert "WARNING" not in startup
 
-        with httpx.Client(base_url=base) as browser:
+        # trust_env=False: a proxy from the environment must not see loopback.
+        with httpx.Client(base_url=base, trust_env=False) as browser:
             sign_in(browser)
             assert flash_of(browser.get("/profile")) == ["Welcome, alice!"]
             browser.post("/cart/add", data={"item": "apple"})
@@ -344,13 +354,14 @@ def test_demo_command_over_real_http(tmp_path: Path) -> None:
             assert re.search(rf'id="big-size">{BIG_SIZE}<', page.text)
             assert len(browser.cookies) >= 3
             before_logout = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+            assert replay_state(base, before_logout)["user"] == "alice"
 
             browser.post("/logout")
             assert browser.get("/profile").status_code == 303
 
-        replay = httpx.get(base + "/api/session", headers={"cookie": before_logout})
-        assert replay.json()["user"] is None
-        assert replay.json()["is_new"] is True
+        replay = replay_state(base, before_logout)
+        assert replay["user"] is None
+        assert replay["is_new"] is True
     finally:
         server.terminate()
         try:
