@@ -25,11 +25,11 @@ from cookiesession._token import CLOCK_SKEW, Payload, TokenCodec
 
 __all__ = [
     "CLOCK_SKEW",
-    "MAX_DEPTH",
     "CookieOptions",
     "InvalidSession",
     "Key",
     "KeyRing",
+    "MAX_DEPTH",
     "MemoryRevocationStore",
     "Payload",
     "Reason",

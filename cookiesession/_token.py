@@ -94,6 +94,7 @@ class Payload:
     data: dict[str, Any] = field(default_factory=dict)
 
     def header(self) -> list[Any]:
+        """The fields before the data, in token order."""
         return [
             self.session_id,
             self.issued_at_ms,
