@@ -1,0 +1,159 @@
+"""Two servers sharing one Redis, and what the middleware does when it is down."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from cookiesession import RedisRevocationStore, SessionMiddleware, generate_key
+
+KEY = generate_key()
+
+
+async def login(request: Request) -> Response:
+    request.session.regenerate()
+    request.session["user"] = "alice"
+    request.session.subject = "alice"
+    return JSONResponse({})
+
+
+async def view(request: Request) -> Response:
+    return JSONResponse(dict(request.session))
+
+
+async def logout(request: Request) -> Response:
+    request.session.destroy()
+    return JSONResponse({})
+
+
+async def everywhere(request: Request) -> Response:
+    request.session.sign_out_everywhere()
+    return JSONResponse({})
+
+
+def server(store: RedisRevocationStore, **options: Any) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/login", login),
+            Route("/view", view),
+            Route("/logout", logout),
+            Route("/everywhere", everywhere),
+        ]
+    )
+    app.add_middleware(SessionMiddleware, secret=KEY, revocation=store, **options)
+    return app
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    name = f"cstest-mw-{secrets.token_hex(6)}"
+    yield name
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=f"{name}:*"):
+        client.delete(key)
+    client.close()
+
+
+def cookie(response: Any) -> str:
+    line = response.headers["set-cookie"]
+    return str(line.split(";", 1)[0].split("=", 1)[1])
+
+
+def test_logout_on_one_server_is_rejected_on_the_other(
+    redis_url: str, prefix: str
+) -> None:
+    # Entered clients keep one event loop across requests, as a server does;
+    # a redis.asyncio connection belongs to the loop that opened it.
+    with (
+        TestClient(server(RedisRevocationStore(url=redis_url, prefix=prefix))) as one,
+        TestClient(server(RedisRevocationStore(url=redis_url, prefix=prefix))) as two,
+    ):
+        logout_on_one_rejected_on_two(one, two)
+
+
+def logout_on_one_rejected_on_two(one: TestClient, two: TestClient) -> None:
+    token = cookie(one.get("/login"))
+    two.cookies.set("session", token)
+    assert two.get("/view").json() == {"user": "alice"}
+    one.get("/logout")
+    response = two.get("/view")
+    assert response.json() == {}
+    assert "Max-Age=0" in response.headers["set-cookie"]
+
+
+def test_sign_out_everywhere_reaches_every_server(redis_url: str, prefix: str) -> None:
+    with (
+        TestClient(
+            server(RedisRevocationStore(url=redis_url, prefix=prefix))
+        ) as laptop,
+        TestClient(server(RedisRevocationStore(url=redis_url, prefix=prefix))) as phone,
+    ):
+        everywhere_reaches(laptop, phone)
+
+
+def everywhere_reaches(laptop: TestClient, phone: TestClient) -> None:
+    laptop.get("/login")
+    phone.get("/login")
+    assert phone.get("/view").json() == {"user": "alice"}
+    laptop.get("/everywhere")
+    assert phone.get("/view").json() == {}
+
+
+def dead_store() -> RedisRevocationStore:
+    # Port 1 on loopback: nothing listens, connections are refused at once.
+    return RedisRevocationStore(url="redis://127.0.0.1:1/0", timeout=0.2)
+
+
+def test_store_down_fails_closed_by_default_and_keeps_the_cookie(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    healthy = TestClient(server(dead_store(), revocation_failure="open"))
+    token = cookie(healthy.get("/login"))
+    closed = TestClient(server(dead_store()))
+    closed.cookies.set("session", token)
+    with caplog.at_level(logging.WARNING, logger="cookiesession"):
+        response = closed.get("/view")
+        closed.get("/view")
+    assert response.status_code == 200
+    assert response.json() == {}
+    # Not cleared: the session comes back when the store does.
+    assert "set-cookie" not in response.headers
+    outage = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(outage) == 1
+
+
+def test_store_down_fails_open_when_asked_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = TestClient(server(dead_store(), revocation_failure="open"))
+    client.get("/login")
+    with caplog.at_level(logging.WARNING, logger="cookiesession"):
+        assert client.get("/view").json() == {"user": "alice"}
+    assert any(
+        r.levelno == logging.WARNING and "failing open" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_revocation_that_cannot_be_written_is_logged_and_cookie_still_cleared(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = TestClient(server(dead_store(), revocation_failure="open"))
+    token = cookie(client.get("/login"))
+    with caplog.at_level(logging.ERROR, logger="cookiesession"):
+        response = client.get("/logout")
+    assert "Max-Age=0" in response.headers["set-cookie"]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    assert "could not revoke session" in errors[0].getMessage()
+    assert token[:20] not in caplog.text
