@@ -37,6 +37,7 @@ _LINE_PREFIX = len("Set-Cookie: ")
 _MAX_CANDIDATES = 3
 _CONTAINERS = (list, dict, tuple)
 _SECURE_SCHEMES = ("https", "wss")
+_EMPTY_MAP = b"\xa0"  # CBOR for {}
 
 
 class _Unset(enum.Enum):
@@ -55,11 +56,16 @@ def _hash_id(session_id: bytes) -> str:
 class _Incoming:
     """The session cookies a request brought: names, and the value to open."""
 
-    __slots__ = ("candidates", "names", "reason")
+    __slots__ = ("candidates", "chunk_names", "live", "names", "reason")
 
     def __init__(self) -> None:
+        #: Every session cookie name the request sent (to expire if stale).
         self.names: list[str] = []
+        #: Token texts to try, in order: each copy of `name`, else the chunks.
         self.candidates: list[str] = []
+        self.chunk_names: list[str] = []
+        #: The names that carried the token that opened.
+        self.live: tuple[str, ...] = ()
         self.reason: Reason | None = None
 
 
@@ -233,6 +239,7 @@ class SessionMiddleware:
                         and str(int(index)) == index
                     ):
                         incoming.names.append(cookie_name)
+                        incoming.chunk_names.append(cookie_name)
                         chunks.setdefault(int(index), value.strip().strip('"'))
         if chunks and not incoming.candidates:
             # Reassemble in numeric order (name.10 after name.9); a gap means
@@ -260,6 +267,11 @@ class SessionMiddleware:
                     incoming.reason = reason
                     continue
             incoming.reason = None
+            incoming.live = (
+                (self.name,)
+                if self.name in incoming.names
+                else tuple(incoming.chunk_names)
+            )
             return Session._from_payload(payload, opened.data_bytes, opened.stale_key)
         if incoming.reason is not None:
             logger.debug("session cookie rejected: %s", incoming.reason.value)
@@ -310,21 +322,21 @@ class SessionMiddleware:
             if secure and scope.get("scheme") not in _SECURE_SCHEMES:
                 _warn_secure_on_http()
             lines = self._cookie_lines(token, max_age, secure)
-        written = {cookie_name for cookie_name, _ in lines}
-        # Clear whatever the request brought that this response does not
-        # overwrite: a rejected cookie, an emptied session, stale chunks. A
-        # cookie left alone because the revocation store was down is kept,
-        # so that the session comes back when the store does.
-        if incoming.reason is not Reason.STORE_UNAVAILABLE or token is not None:
-            for cookie_name in incoming.names:
-                if cookie_name not in written and (
-                    token is not None
-                    or incoming.reason is not None
-                    or session._opened is None
-                    or not session
-                ):
-                    written.add(cookie_name)
-                    lines.append((cookie_name, self._expired_line(cookie_name, secure)))
+        # Expire whatever the request brought that this response neither
+        # rewrites nor still relies on: a rejected cookie, an emptied or
+        # destroyed session, stale chunks. A cookie ignored only because the
+        # revocation store was down is kept: it works again when the store
+        # is back.
+        keep = {cookie_name for cookie_name, _ in lines}
+        if token is None:
+            if incoming.reason is Reason.STORE_UNAVAILABLE:
+                keep.update(incoming.names)
+            elif session._opened is not None and not _emptied(session):
+                keep.update(incoming.live)
+        for cookie_name in incoming.names:
+            if cookie_name not in keep:
+                keep.add(cookie_name)
+                lines.append((cookie_name, self._expired_line(cookie_name, secure)))
 
         if lines or session.accessed:
             _apply_headers(message, lines, session.accessed)
@@ -353,8 +365,8 @@ class SessionMiddleware:
             )
             return self._seal(payload, None, max_age, now, refresh=True)
 
-        if not session and session._original != b"\xa0":
-            return None, None  # emptied: the caller expires the cookie
+        if _emptied(session):
+            return None, None  # the caller expires the cookie
 
         data_bytes: bytes | None = None
         changed = session._changed
@@ -539,6 +551,11 @@ def _cookie_options(
     if not isinstance(cookie, CookieOptions):
         raise TypeError("cookie must be a CookieOptions")
     return cookie
+
+
+def _emptied(session: Session) -> bool:
+    """An opened session whose data the handler removed."""
+    return not session and session._original != _EMPTY_MAP
 
 
 def _starlette_options(given: dict[str, Any]) -> CookieOptions:

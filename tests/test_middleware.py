@@ -953,3 +953,24 @@ def test_sign_out_everywhere_needs_a_subject() -> None:
     client = make_client({"out": lambda s: s.sign_out_everywhere()})
     with pytest.raises(ValueError, match="subject"):
         client.get("/out")
+
+
+# -- leftovers ------------------------------------------------------------------
+
+
+def test_saved_empty_session_is_kept_not_expired() -> None:
+    client = make_client(BASIC, save_uninitialized=True)
+    client.get("/view")
+    assert set_cookies(client.get("/view")) == []
+
+
+def test_stray_chunks_beside_a_live_single_cookie_are_expired() -> None:
+    client = make_client(BASIC)
+    token = cookie_value(set_cookies(client.get("/login"))[0])
+    client.cookies.clear()
+    header = f"session={token}; session.0=old; session.1=old"
+    response = client.get("/view", headers={"cookie": header})
+    assert response.json()["session"] == {"user": "alice"}
+    expired = sorted(line.split("=", 1)[0] for line in set_cookies(response))
+    assert expired == ["session.0", "session.1"]
+    assert all(is_expiring(line) for line in set_cookies(response))
