@@ -81,40 +81,30 @@ def _fits(items: Iterable[tuple[object, object]], depth: int) -> bool:
     for key, value in items:
         if type(key) is not str:
             return False
-        kind = type(value)
-        if kind in _PLAIN:
-            continue
-        if kind is int:
-            if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
-                return False
-        elif kind is dict:
-            if depth >= MAX_DEPTH or not _fits(value.items(), depth + 1):  # type: ignore[attr-defined]
-                return False
-        elif kind is list or kind is tuple:
-            if depth >= MAX_DEPTH or not _fits_sequence(value, depth + 1):  # type: ignore[arg-type]
-                return False
-        else:
+        if type(value) not in _PLAIN and not _fits_other(value, depth):
             return False
     return True
 
 
-def _fits_sequence(values: list[object] | tuple[object, ...], depth: int) -> bool:
+def _fits_sequence(values: Iterable[object], depth: int) -> bool:
     for value in values:
-        kind = type(value)
-        if kind in _PLAIN:
-            continue
-        if kind is int:
-            if not _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
-                return False
-        elif kind is dict:
-            if depth >= MAX_DEPTH or not _fits(value.items(), depth + 1):  # type: ignore[attr-defined]
-                return False
-        elif kind is list or kind is tuple:
-            if depth >= MAX_DEPTH or not _fits_sequence(value, depth + 1):  # type: ignore[arg-type]
-                return False
-        else:
+        if type(value) not in _PLAIN and not _fits_other(value, depth):
             return False
     return True
+
+
+def _fits_other(value: object, depth: int) -> bool:
+    # The common scalars were let through by the callers without a call.
+    kind = type(value)
+    if kind is int:
+        return _INT_MIN <= value <= _INT_MAX  # type: ignore[operator]
+    if depth >= MAX_DEPTH:
+        return False
+    if kind is dict:
+        return _fits(value.items(), depth + 1)  # type: ignore[attr-defined]
+    if kind is list or kind is tuple:
+        return _fits_sequence(value, depth + 1)  # type: ignore[arg-type]
+    return False
 
 
 def _check(value: object, parts: list[str | int], depth: int) -> None:
