@@ -5,9 +5,13 @@ with stable element ids (forms `#login-form`, `#cart-form`...; `#flash`,
 `#user`, `#cart-items`), and `/api/...` offers the same flows as JSON.
 
 Forms are parsed here from `application/x-www-form-urlencoded` bodies, so the
-demo needs no multipart parser. Cross-site form posts are not a concern for
-the demo: the session cookie is SameSite=Lax, which browsers leave off
-cross-site POST requests (RFC 6265bis, section 8.8.2).
+demo needs no multipart parser.
+
+SameSite=Lax keeps the session cookie off cross-site POSTs (RFC 6265bis,
+section 8.8.2), but that alone is not enough: a cross-site form could still
+sign the visitor in as someone else, or replace their session with the fresh
+one the app answers with. `_SameOriginWrites` refuses state-changing requests
+that the browser marks as coming from another origin.
 """
 
 from __future__ import annotations
@@ -23,11 +27,19 @@ from typing import Any, Literal, cast
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cookiesession._keys import KeyRing, SecretLike
 from cookiesession._middleware import SessionMiddleware
@@ -53,6 +65,7 @@ _MAX_ITEM = 100
 # limit, where saving would fail with SessionTooLarge.
 _MAX_CART = 20
 _FORM_TYPE = "application/x-www-form-urlencoded"
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Pages show personal data: keep them out of shared caches, and allow no
 # script at all, so that a missed escape could not run anything.
 _HEADERS = {
@@ -460,6 +473,32 @@ async def api_sign_out_everywhere(request: Request) -> Response:
     )
 
 
+class _SameOriginWrites:
+    """Refuse unsafe-method requests from other origins, before any session.
+
+    Browsers send `Sec-Fetch-Site` (Fetch Metadata) and `Origin` on POSTs;
+    either one naming another origin gets a 403, so neither the handler nor
+    the session middleware runs and no cookie is set.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
+            headers = Headers(scope=scope)
+            site = headers.get("sec-fetch-site")
+            origin = headers.get("origin")
+            expected = f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+            if (site is not None and site not in ("same-origin", "none")) or (
+                origin is not None and origin != expected
+            ):
+                response = PlainTextResponse("cross-origin request refused", 403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     secret: SecretLike | Iterable[SecretLike] | KeyRing,
     *,
@@ -495,6 +534,7 @@ def create_app(
         Route("/api/sign-out-everywhere", api_sign_out_everywhere, methods=["POST"]),
     ]
     middleware = [
+        Middleware(_SameOriginWrites),
         Middleware(
             SessionMiddleware,
             secret=secret,
@@ -503,7 +543,7 @@ def create_app(
             # passed, so the idle timeout slides with use.
             refresh_after=0.5,
             revocation=revocation,
-        )
+        ),
     ]
     app = Starlette(routes=routes, middleware=middleware)
     app.state.revocation = revocation is not None

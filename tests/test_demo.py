@@ -369,3 +369,38 @@ def test_demo_command_over_real_http(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://elsewhere.example"},
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+    ],
+    ids=["origin", "fetch-metadata-cross-site", "fetch-metadata-same-site"],
+)
+def test_cross_origin_writes_are_refused_before_the_session(
+    headers: dict[str, str],
+) -> None:
+    c = client()
+    response = c.post(
+        "/login",
+        data={"username": "mallory", "password": "x"},
+        headers=headers,
+        follow_redirects=False,
+    )
+    assert response.status_code == 403
+    assert set_cookies(response) == []
+
+
+def test_same_origin_writes_are_served() -> None:
+    c = client()
+    response = c.post(
+        "/login",
+        data={"username": "alice", "password": "x"},
+        headers={"origin": "http://testserver", "sec-fetch-site": "same-origin"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    assert set_cookies(response) != []
