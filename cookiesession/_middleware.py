@@ -56,7 +56,7 @@ def _hash_id(session_id: bytes) -> str:
 class _Incoming:
     """The session cookies a request brought: names, and the value to open."""
 
-    __slots__ = ("candidates", "chunk_names", "live", "names", "reason")
+    __slots__ = ("candidates", "chunk_names", "live", "names", "reason", "unchecked")
 
     def __init__(self) -> None:
         #: Every session cookie name the request sent (to expire if stale).
@@ -67,6 +67,8 @@ class _Incoming:
         #: The names that carried the token that opened.
         self.live: tuple[str, ...] = ()
         self.reason: Reason | None = None
+        #: A valid session set aside because the revocation store was down.
+        self.unchecked: Payload | None = None
 
 
 class SessionMiddleware:
@@ -265,6 +267,8 @@ class SessionMiddleware:
                 reason = await self._check_revoked(self.revocation, payload)
                 if reason is not None:
                     incoming.reason = reason
+                    if reason is Reason.STORE_UNAVAILABLE:
+                        incoming.unchecked = payload
                     continue
             incoming.reason = None
             incoming.live = (
@@ -310,6 +314,11 @@ class SessionMiddleware:
         self, scope: Scope, session: Session, incoming: _Incoming, message: Message
     ) -> None:
         now = self._clock()
+        if incoming.unchecked is not None and session._retired:
+            # Logout while the store was down: the handler saw an empty
+            # session, but the cookie it ends is the one set aside. Revoke
+            # that one (the store may be back) and let the cookie go.
+            session._history.append(incoming.unchecked)
         if self.revocation is not None:
             await self._write_revocations(self.revocation, session, now)
         token, max_age = self._token_for(session, now)
@@ -329,7 +338,7 @@ class SessionMiddleware:
         # is back.
         keep = {cookie_name for cookie_name, _ in lines}
         if token is None:
-            if incoming.reason is Reason.STORE_UNAVAILABLE:
+            if incoming.reason is Reason.STORE_UNAVAILABLE and not session._retired:
                 keep.update(incoming.names)
             elif session._opened is not None and not _emptied(session):
                 keep.update(incoming.live)

@@ -428,6 +428,9 @@ class RedisRevocationStore:
         # Imported here so that cookiesession imports without redis installed.
         try:
             import redis.asyncio  # noqa: PLC0415
+            from redis.asyncio.retry import Retry  # noqa: PLC0415
+            from redis.backoff import NoBackoff  # noqa: PLC0415
+            from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
             from redis.exceptions import RedisError  # noqa: PLC0415
         except ImportError:
             raise ImportError(
@@ -436,8 +439,15 @@ class RedisRevocationStore:
 
         self._owns_client = url is not None
         if url is not None:
+            # After a Redis restart every pooled connection is dead; one
+            # immediate retry on a fresh connection keeps the first check
+            # after recovery from failing. Every call here is idempotent.
             client = redis.asyncio.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError],
             )
         elif client is None:
             raise ValueError("pass exactly one of url and client")

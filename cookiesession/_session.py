@@ -67,6 +67,7 @@ class Session(dict[str, Any]):
         "_issued_at_ms",
         "_opened",
         "_original",
+        "_retired",
         "_session_id",
         "_sign_out_subject",
         "_stale_key",
@@ -96,6 +97,7 @@ class Session(dict[str, Any]):
         self._history: list[Payload] = []
         self._changed = False
         self._destroyed = False
+        self._retired = False
         self._force_save = False
         self._touch = False
         self._sign_out_subject: str | None = None
@@ -184,6 +186,7 @@ class Session(dict[str, Any]):
         self._retire()
 
     def _retire(self) -> None:
+        self._retired = True
         if self._opened is not None:
             self._history.append(self._opened)
         self._opened = None

@@ -157,3 +157,16 @@ def test_revocation_that_cannot_be_written_is_logged_and_cookie_still_cleared(
     assert len(errors) == 1
     assert "could not revoke session" in errors[0].getMessage()
     assert token[:20] not in caplog.text
+
+
+def test_logout_while_the_store_is_down_still_clears_and_tries_to_revoke(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    healthy = TestClient(server(dead_store(), revocation_failure="open"))
+    token = cookie(healthy.get("/login"))
+    closed = TestClient(server(dead_store()))
+    closed.cookies.set("session", token)
+    with caplog.at_level(logging.ERROR, logger="cookiesession"):
+        response = closed.get("/logout")
+    assert "Max-Age=0" in response.headers["set-cookie"]
+    assert any("could not revoke session" in r.getMessage() for r in caplog.records)
