@@ -35,7 +35,7 @@ _LINE_PREFIX = len("Set-Cookie: ")
 # More copies of the session cookie than this (different paths or domains)
 # are not tried, so a request cannot make the server decrypt without bound.
 _MAX_CANDIDATES = 3
-_CONTAINERS = (list, dict, tuple)
+_CONTAINERS = frozenset({list, dict, tuple})
 _SECURE_SCHEMES = ("https", "wss")
 _EMPTY_MAP = b"\xa0"  # CBOR for {}
 
@@ -313,12 +313,20 @@ class SessionMiddleware:
     async def _commit(
         self, scope: Scope, session: Session, incoming: _Incoming, message: Message
     ) -> None:
+        if not (session or incoming.names or self.save_uninitialized) and not (
+            session._retired or session._changed or session._force_save
+        ):
+            # The common case of a visitor without a session: nothing to
+            # seal, expire or revoke.
+            if session.accessed:
+                _apply_headers(message, [], vary=True)
+            return
         now = self._clock()
         if incoming.unchecked is not None and session._retired:
             # Logout while the store was down: the handler saw an empty
             # session, but the cookie it ends is the one set aside. Revoke
             # that one (the store may be back) and let the cookie go.
-            session._history.append(incoming.unchecked)
+            session._history = (*session._history, incoming.unchecked)
         if self.revocation is not None:
             await self._write_revocations(self.revocation, session, now)
         token, max_age = self._token_for(session, now)
@@ -353,7 +361,10 @@ class SessionMiddleware:
     def _token_for(self, session: Session, now: float) -> tuple[str | None, int | None]:
         """The token to send, if any, with the cookie's Max-Age."""
         opened = session._opened
-        max_age = session.cookie.max_age or self.options.max_age_seconds
+        overrides = session._overrides
+        max_age = (
+            overrides and overrides.get("max_age")
+        ) or self.options.max_age_seconds
         if opened is None:
             # A new session, or one that destroy()/regenerate() replaced.
             if not session and not (
@@ -368,7 +379,7 @@ class SessionMiddleware:
                 issued_at_ms=int(now * 1000),
                 absolute_expiry=int(now) + self.absolute_lifetime,
                 idle_expiry=None,
-                cookie=session.cookie._overrides,
+                cookie=session._overrides,
                 subject=session.subject,
                 data=session,
             )
@@ -379,9 +390,7 @@ class SessionMiddleware:
 
         data_bytes: bytes | None = None
         changed = session._changed
-        if not changed and (
-            session.modified or any(type(v) in _CONTAINERS for v in session.values())
-        ):
+        if not changed and (session.modified or _holds_containers(session)):
             # Found by content, so `session["cart"].append(x)` counts and a
             # write of the same value does not.
             _serialize.validate(session)
@@ -402,7 +411,7 @@ class SessionMiddleware:
             issued_at_ms=opened.issued_at_ms,
             absolute_expiry=opened.absolute_expiry,
             idle_expiry=opened.idle_expiry,
-            cookie=session.cookie._overrides,
+            cookie=session._overrides,
             subject=session.subject,
             data=session,
         )
@@ -449,7 +458,7 @@ class SessionMiddleware:
                     "copy stays valid until it expires",
                     _hash_id(old.session_id),
                 )
-        session._history.clear()
+        session._history = ()
         subject = session._sign_out_subject
         if subject is not None:
             session._sign_out_subject = None
@@ -560,6 +569,15 @@ def _cookie_options(
     if not isinstance(cookie, CookieOptions):
         raise TypeError("cookie must be a CookieOptions")
     return cookie
+
+
+def _holds_containers(session: Session) -> bool:
+    """Whether a value could have changed in place, unseen by the dict."""
+    # A plain loop: any() with a generator costs more on this per-request path.
+    for value in session.values():  # noqa: SIM110
+        if type(value) in _CONTAINERS:
+            return True
+    return False
 
 
 def _emptied(session: Session) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -21,18 +20,18 @@ class SessionCookie:
     The middleware's `absolute_lifetime` still caps it.
     """
 
-    __slots__ = ("_overrides", "_session")
+    __slots__ = ("_session",)
 
-    def __init__(self, session: Session, overrides: dict[str, Any] | None) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
-        self._overrides = overrides
 
     @property
     def max_age(self) -> int | None:
         """This session's own cookie lifetime in seconds, or None."""
-        if self._overrides is None:
+        overrides = self._session._overrides
+        if overrides is None:
             return None
-        value = self._overrides.get("max_age")
+        value = overrides.get("max_age")
         return value if type(value) is int else None
 
     @max_age.setter
@@ -40,8 +39,9 @@ class SessionCookie:
         normalized = seconds(value, "session.cookie.max_age")
         if normalized == self.max_age:
             return
-        self._overrides = None if normalized is None else {"max_age": normalized}
-        self._session._changed = True
+        session = self._session
+        session._overrides = None if normalized is None else {"max_age": normalized}
+        session._changed = True
 
     def __repr__(self) -> str:
         return f"SessionCookie(max_age={self.max_age!r})"
@@ -58,49 +58,25 @@ class Session(dict[str, Any]):
     `session["cart"].append(item)` is saved like a top-level assignment.
     """
 
-    __slots__ = (
-        "_changed",
-        "_cookie",
-        "_destroyed",
-        "_force_save",
-        "_history",
-        "_issued_at_ms",
-        "_opened",
-        "_original",
-        "_retired",
-        "_session_id",
-        "_sign_out_subject",
-        "_stale_key",
-        "_subject",
-        "_touch",
-        "accessed",
-        "modified",
-    )
-
-    def __init__(
-        self,
-        data: Mapping[str, Any] | Iterable[tuple[str, Any]] = (),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(data, **kwargs)
-        #: Starlette's flags: the session was looked at / written through
-        #: `request.session` or a dict method.
-        self.accessed = False
-        self.modified = False
-        self._session_id: bytes | None = None
-        self._issued_at_ms = 0
-        self._subject: str | None = None
-        self._cookie = SessionCookie(self, None)
-        self._opened: Payload | None = None
-        self._original = b""
-        self._stale_key = False
-        self._history: list[Payload] = []
-        self._changed = False
-        self._destroyed = False
-        self._retired = False
-        self._force_save = False
-        self._touch = False
-        self._sign_out_subject: str | None = None
+    # Per-request state lives in class-level defaults, so that building a
+    # Session costs no more than building its dict: the middleware makes one
+    # for every request, and most requests change none of these.
+    accessed = False
+    modified = False
+    _session_id: bytes | None = None
+    _issued_at_ms = 0
+    _subject: str | None = None
+    _overrides: dict[str, Any] | None = None
+    _opened: Payload | None = None
+    _original = b""
+    _stale_key = False
+    _history: tuple[Payload, ...] = ()
+    _changed = False
+    _destroyed = False
+    _retired = False
+    _force_save = False
+    _touch = False
+    _sign_out_subject: str | None = None
 
     @classmethod
     def _from_payload(cls, payload: Payload, original: bytes, stale: bool) -> Session:
@@ -110,7 +86,7 @@ class Session(dict[str, Any]):
         session._session_id = payload.session_id
         session._issued_at_ms = payload.issued_at_ms
         session._subject = payload.subject
-        session._cookie = SessionCookie(session, payload.cookie)
+        session._overrides = payload.cookie
         session._opened = payload
         return session
 
@@ -135,7 +111,7 @@ class Session(dict[str, Any]):
     @property
     def cookie(self) -> SessionCookie:
         """Per-session cookie overrides (see `SessionCookie`)."""
-        return self._cookie
+        return SessionCookie(self)
 
     @property
     def subject(self) -> str | None:
@@ -188,12 +164,12 @@ class Session(dict[str, Any]):
     def _retire(self) -> None:
         self._retired = True
         if self._opened is not None:
-            self._history.append(self._opened)
+            self._history = (*self._history, self._opened)
         self._opened = None
         self._session_id = None
         self._issued_at_ms = 0
         self._subject = None
-        self._cookie = SessionCookie(self, None)
+        self._overrides = None
         self._force_save = False
         self._touch = False
         self._changed = False

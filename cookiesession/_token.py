@@ -67,7 +67,10 @@ MAX_TOKEN_CHARS = MAX_CHUNKS * 4096
 # 4 or 2 unused bits; a canonical encoder leaves them zero. Accepting other
 # values would let two different strings open to the same token.
 _B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_TO_STD = bytes.maketrans(b"-_", b"+/")
+# URL-safe to standard alphabet for the C decoder. The standard alphabet's own
+# '+' and '/' and any '=' become '!', which the strict decoder refuses: a
+# token has exactly one spelling.
+_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 _TO_URL = bytes.maketrans(b"+/", b"-_")
 
 
@@ -128,7 +131,7 @@ def _b64encode(raw: bytes) -> str:
 
 def _b64decode(text: str) -> bytes:
     rest = len(text) % 4
-    if rest == 1 or "=" in text:
+    if rest == 1:
         raise ValueError("impossible base64 length")
     if rest:
         unused = 0b1111 if rest == 2 else 0b11

@@ -189,6 +189,15 @@ def test_non_canonical_base64_is_rejected(codec: TokenCodec, pad: int) -> None:
     assert reason_of(codec, twin) is Reason.MALFORMED
 
 
+def test_standard_alphabet_spelling_is_rejected(codec: TokenCodec) -> None:
+    token = next(
+        t for _ in range(200) if "-" in (t := codec.seal(payload())) and "_" in t
+    )
+    twin = token.replace("-", "+").replace("_", "/")
+    assert raw_of(token) == base64.b64decode(twin + "=" * (-len(twin) % 4))
+    assert reason_of(codec, twin) is Reason.MALFORMED
+
+
 @pytest.mark.parametrize("padding", ["=", "==", "===", "===="])
 def test_padding_is_rejected(codec: TokenCodec, padding: str) -> None:
     token = codec.seal(payload())
