@@ -4,18 +4,24 @@ Method, chosen for small and noisy machines:
 
 - Each case is a zero-argument callable. Its batch size (loops) is calibrated
   once so that one batch takes about `Plan.batch_ms`; calibration doubles as
-  warm-up.
+  warm-up. A callable may perform several operations per call (`Case.ops`,
+  e.g. one event-loop entry that drives many requests); times are then
+  divided by the operations, not the calls.
 - The run is a series of rounds. Every round runs one batch of every case, in
   an order shuffled afresh each round (seeded, so a run can be repeated).
   Interleaving spreads slow phases of the machine (other processes, frequency
   changes) over all cases instead of penalising whichever ran during them.
 - A batch is timed with `time.perf_counter_ns` around a plain loop, with the
   garbage collector paused as `timeit` does; the loop and call overhead is
-  measured separately and reported, not subtracted.
+  measured separately and reported, not subtracted. `Plan.clock = "cpu"`
+  times with this process's CPU clock instead (`time.process_time_ns`): for
+  CPU-bound work on a shared machine it leaves out the time the process
+  waited for a CPU, the largest noise there.
 - Results are per-operation times: the median over rounds, with the
   interquartile range (p25-p75) and the median absolute deviation as spread.
   Two cases are compared by the median of their per-round ratios, which pairs
-  batches that ran close together in time.
+  batches that ran close together in time; a cost added over a baseline case
+  is likewise the median of per-round differences.
 """
 
 from __future__ import annotations
@@ -37,9 +43,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 __all__ = [
     "Case",
+    "Clock",
     "Measurement",
     "Plan",
     "Stats",
@@ -51,6 +59,7 @@ __all__ = [
     "format_range",
     "markdown_table",
     "package_version",
+    "paired_differences",
     "paired_ratios",
     "plan_from_args",
     "quantile",
@@ -113,33 +122,56 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class Case:
-    """One timed cell: a name and a zero-argument callable."""
+    """One timed cell: a name and a zero-argument callable.
+
+    `ops` is how many operations one call of `func` performs; reported times
+    are per operation.
+    """
 
     name: str
     func: Callable[[], object]
+    ops: int = 1
+
+    def __post_init__(self) -> None:
+        if self.ops < 1:
+            raise ValueError("Case.ops must be at least 1")
 
 
 @dataclass(slots=True)
 class Measurement:
-    """The batches of one case: loops per batch and ns per op, per round."""
+    """The batches of one case: calls per batch and ns per op, per round."""
 
     name: str
     loops: int
     per_op_ns: list[float] = field(default_factory=list)
+    ops: int = 1
 
     @property
     def stats(self) -> Stats:
         return Stats.of(self.per_op_ns)
 
 
+Clock = Literal["wall", "cpu"]
+_CLOCKS: dict[str, Callable[[], int]] = {
+    "wall": time.perf_counter_ns,
+    "cpu": time.process_time_ns,
+}
+_CLOCK_NAMES = {"wall": "perf_counter_ns", "cpu": "process_time_ns (CPU time)"}
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """How long to measure: rounds, target batch duration, shuffle seed."""
+    """How long to measure: rounds, target batch duration, shuffle seed, clock."""
 
     rounds: int
     batch_ms: float
     seed: int = 1
     warmup_rounds: int = 0
+    clock: Clock = "wall"
+
+    def __post_init__(self) -> None:
+        if self.clock not in _CLOCKS:
+            raise ValueError("Plan.clock must be 'wall' or 'cpu'")
 
     def describe(self) -> str:
         warmup = (
@@ -150,32 +182,40 @@ class Plan:
         return (
             f"{self.rounds} interleaved rounds{warmup}, case order shuffled "
             f"every round (seed {self.seed}); batches of ~{self.batch_ms:g} ms "
-            "timed with perf_counter_ns, GC paused during batches"
+            f"timed with {_CLOCK_NAMES[self.clock]}, GC paused during batches"
         )
 
 
-def _time_batch(func: Callable[[], object], loops: int) -> int:
-    """Run `func` `loops` times; return the elapsed nanoseconds."""
+def _time_batch(
+    func: Callable[[], object],
+    loops: int,
+    clock: Callable[[], int] = time.perf_counter_ns,
+) -> int:
+    """Run `func` `loops` times; return the elapsed nanoseconds of `clock`."""
     repeat = itertools.repeat(None, loops)
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        start = time.perf_counter_ns()
+        start = clock()
         for _ in repeat:
             func()
-        return time.perf_counter_ns() - start
+        return clock() - start
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
 def calibrate(
-    func: Callable[[], object], batch_ns: float, *, max_loops: int = 10**8
+    func: Callable[[], object],
+    batch_ns: float,
+    *,
+    max_loops: int = 10**8,
+    clock: Callable[[], int] = time.perf_counter_ns,
 ) -> int:
     """Loops per batch so that one batch of `func` takes about `batch_ns`."""
     loops = 1
     while True:
-        elapsed = _time_batch(func, loops)
+        elapsed = _time_batch(func, loops, clock)
         if elapsed >= batch_ns / 5 or loops >= max_loops:
             break
         # Jump straight near the target once a timing is meaningful.
@@ -208,8 +248,11 @@ def run_interleaved(
     if plan.rounds < 1:
         raise ValueError("plan.rounds must be at least 1")
     batch_ns = plan.batch_ms * 1e6
+    clock = _CLOCKS[plan.clock]
     results = {
-        case.name: Measurement(case.name, calibrate(case.func, batch_ns))
+        case.name: Measurement(
+            case.name, calibrate(case.func, batch_ns, clock=clock), ops=case.ops
+        )
         for case in cases
     }
     rng = random.Random(plan.seed)
@@ -221,9 +264,10 @@ def run_interleaved(
         recording = round_index >= plan.warmup_rounds
         for case in order:
             measurement = results[case.name]
-            elapsed = _time_batch(case.func, measurement.loops)
+            elapsed = _time_batch(case.func, measurement.loops, clock)
             if recording:
-                measurement.per_op_ns.append(elapsed / measurement.loops)
+                operations = measurement.loops * measurement.ops
+                measurement.per_op_ns.append(elapsed / operations)
         if progress is not None:
             progress(f"round {round_index + 1}/{total}")
     return results
@@ -236,6 +280,13 @@ def paired_ratios(numerator: Measurement, denominator: Measurement) -> list[floa
     return [
         a / b for a, b in zip(numerator.per_op_ns, denominator.per_op_ns, strict=True)
     ]
+
+
+def paired_differences(minuend: Measurement, subtrahend: Measurement) -> list[float]:
+    """Per-round differences minuend - subtrahend of per-op times (ns)."""
+    if len(minuend.per_op_ns) != len(subtrahend.per_op_ns):
+        raise ValueError("measurements come from different runs")
+    return [a - b for a, b in zip(minuend.per_op_ns, subtrahend.per_op_ns, strict=True)]
 
 
 # --------------------------------------------------------------------------
@@ -300,6 +351,11 @@ def environment_rows(
             f"({platform.python_compiler()})",
         ),
     ]
+    getloadavg = getattr(os, "getloadavg", None)
+    if getloadavg is not None:
+        # Other work on the machine shows here; a busy machine widens spreads.
+        one, five, _ = getloadavg()
+        rows.append(("Load average", f"{one:.2f} (1 min), {five:.2f} (5 min)"))
     rows += [(name, package_version(name)) for name in packages]
     if extra:
         rows += list(extra.items())
@@ -357,7 +413,7 @@ def emit(text: str, output: Path | None = None) -> None:
 def add_plan_arguments(
     parser: argparse.ArgumentParser, full: Plan, quick: Plan
 ) -> None:
-    """Add --quick, --rounds, --batch-ms, --seed and --output to `parser`."""
+    """Add --quick, --rounds, --batch-ms, --seed, --clock, --output to `parser`."""
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -376,6 +432,12 @@ def add_plan_arguments(
     )
     parser.add_argument("--seed", type=int, help=f"shuffle seed (default {full.seed})")
     parser.add_argument(
+        "--clock",
+        choices=sorted(_CLOCKS),
+        help="time batches by wall clock or by this process's CPU time "
+        f"(default {full.clock})",
+    )
+    parser.add_argument(
         "--output", type=Path, help="also write the Markdown report to this file"
     )
 
@@ -388,9 +450,11 @@ def plan_from_args(args: argparse.Namespace, full: Plan, quick: Plan) -> Plan:
     seed = base.seed if args.seed is None else int(args.seed)
     if rounds < 1 or batch_ms <= 0:
         raise SystemExit("--rounds and --batch-ms must be positive")
+    clock = getattr(args, "clock", None) or base.clock
     return Plan(
         rounds=rounds,
         batch_ms=batch_ms,
         seed=seed,
         warmup_rounds=base.warmup_rounds,
+        clock=clock,
     )

@@ -401,7 +401,11 @@ class RedisRevocationStore:
     Args:
         url: a `redis://` or `rediss://` URL; the store owns this client and
             closes it in `aclose`.
-        client: an existing `redis.asyncio.Redis`; the caller keeps closing it.
+        client: an existing `redis.asyncio.Redis`; the caller keeps closing it,
+            and should give it `retry=Retry(NoBackoff(), 1)` with
+            `retry_on_error=[ConnectionError]` as the URL form does, or the
+            first check on each pooled connection after a Redis restart
+            fails.
         prefix: first part of every key name; must not contain braces.
         timeout: seconds any call may take, connecting included.
 
