@@ -56,7 +56,15 @@ def _hash_id(session_id: bytes) -> str:
 class _Incoming:
     """The session cookies a request brought: names, and the value to open."""
 
-    __slots__ = ("candidates", "chunk_names", "live", "names", "reason", "unchecked")
+    __slots__ = (
+        "candidates",
+        "chunk_names",
+        "chunked_at",
+        "live",
+        "names",
+        "reason",
+        "unchecked",
+    )
 
     def __init__(self) -> None:
         #: Every session cookie name the request sent (to expire if stale).
@@ -64,6 +72,8 @@ class _Incoming:
         #: Token texts to try, in order: each copy of `name`, else the chunks.
         self.candidates: list[str] = []
         self.chunk_names: list[str] = []
+        #: Position in `candidates` of the reassembled chunks, if any.
+        self.chunked_at = -1
         #: The names that carried the token that opened.
         self.live: tuple[str, ...] = ()
         self.reason: Reason | None = None
@@ -233,30 +243,37 @@ class SessionMiddleware:
                     incoming.names.append(name)
                     incoming.candidates.append(value.strip().strip('"'))
                 elif cookie_name.startswith(prefix):
-                    index = cookie_name[len(prefix) :]
-                    # Only canonical decimal indexes: "01" or "+1" are foreign.
-                    if (
-                        index.isdecimal()
-                        and len(index) <= 3
-                        and str(int(index)) == index
-                    ):
+                    index = self._chunk_index(cookie_name[len(prefix) :])
+                    if index is not None:
                         incoming.names.append(cookie_name)
                         incoming.chunk_names.append(cookie_name)
-                        chunks.setdefault(int(index), value.strip().strip('"'))
-        if chunks and not incoming.candidates:
+                        chunks.setdefault(index, value.strip().strip('"'))
+        if chunks:
             # Reassemble in numeric order (name.10 after name.9); a gap means
             # a chunk went missing, and a missing chunk means no session.
+            # Tried after any single cookie, which a stale copy may be.
             count = len(chunks)
-            if count > self.max_chunks or max(chunks) != count - 1:
+            if max(chunks) != count - 1:
                 incoming.reason = Reason.MALFORMED
             else:
+                incoming.chunked_at = len(incoming.candidates)
                 incoming.candidates.append("".join(chunks[i] for i in range(count)))
         return incoming
+
+    def _chunk_index(self, text: str) -> int | None:
+        # Only canonical decimal indexes below the cap: "01", "+1" or "999"
+        # name someone else's cookie, and are neither read nor expired.
+        if not text.isdecimal() or len(text) > 3:
+            return None
+        index = int(text)
+        if str(index) != text or index >= self.max_chunks:
+            return None
+        return index
 
     async def _load(self, incoming: _Incoming) -> Session:
         # Browsers send every cookie whose path and domain match, most
         # specific path first, so a stale copy may stand before the live one.
-        for candidate in incoming.candidates[:_MAX_CANDIDATES]:
+        for position, candidate in enumerate(incoming.candidates[:_MAX_CANDIDATES]):
             try:
                 opened = self._codec.open(candidate, now=self._clock())
             except InvalidSession as exc:
@@ -271,11 +288,8 @@ class SessionMiddleware:
                         incoming.unchecked = payload
                     continue
             incoming.reason = None
-            incoming.live = (
-                (self.name,)
-                if self.name in incoming.names
-                else tuple(incoming.chunk_names)
-            )
+            chunked = position == incoming.chunked_at
+            incoming.live = tuple(incoming.chunk_names) if chunked else (self.name,)
             return Session._from_payload(payload, opened.data_bytes, opened.stale_key)
         if incoming.reason is not None:
             logger.debug("session cookie rejected: %s", incoming.reason.value)

@@ -974,3 +974,21 @@ def test_stray_chunks_beside_a_live_single_cookie_are_expired() -> None:
     expired = sorted(line.split("=", 1)[0] for line in set_cookies(response))
     assert expired == ["session.0", "session.1"]
     assert all(is_expiring(line) for line in set_cookies(response))
+
+
+def test_a_bad_single_cookie_does_not_hide_a_valid_chunked_session() -> None:
+    client = make_client({"big": big(10_000), "view": lambda s: len(s["blob"])})
+    pairs = [line.split(";", 1)[0] for line in set_cookies(client.get("/big"))]
+    client.cookies.clear()
+    response = client.get("/view", headers={"cookie": "; ".join(["session=x", *pairs])})
+    assert response.json()["result"] == 10_000
+    (expired,) = set_cookies(response)
+    assert expired.startswith("session=;")
+
+
+def test_chunk_names_beyond_the_cap_are_ignored_not_expired() -> None:
+    client = make_client(BASIC, max_chunks=4)
+    header = "; ".join(f"session.{i}=x" for i in range(4, 300))
+    response = client.get("/view", headers={"cookie": header})
+    assert response.json()["session"] == {}
+    assert set_cookies(response) == []
