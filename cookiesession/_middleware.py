@@ -377,8 +377,8 @@ class SessionMiddleware:
         opened = session._opened
         overrides = session._overrides
         max_age = (
-            overrides and overrides.get("max_age")
-        ) or self.options.max_age_seconds
+            self.options.max_age_seconds if overrides is None else overrides["max_age"]
+        )
         if opened is None:
             # A new session, or one that destroy()/regenerate() replaced.
             if not session and not (

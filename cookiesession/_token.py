@@ -144,6 +144,14 @@ def _b64decode(text: str) -> bytes:
     return base64.b64decode(raw, validate=True)
 
 
+def _overrides_ok(cookie: object) -> bool:
+    # Version 1 knows one override: {"max_age": seconds}.
+    if type(cookie) is not dict or len(cookie) != 1:
+        return False
+    max_age = cookie.get("max_age")
+    return type(max_age) is int and max_age >= 0
+
+
 def _payload(head: Any, data: Any) -> Payload | None:
     """The payload if `head` and `data` have exactly the v1 shape, else None."""
     if type(head) is not list or len(head) != 6 or type(data) is not dict:
@@ -155,7 +163,7 @@ def _payload(head: Any, data: Any) -> Payload | None:
         and type(iat) is int
         and type(absolute) is int
         and (idle is None or type(idle) is int)
-        and (cookie is None or type(cookie) is dict)
+        and (cookie is None or _overrides_ok(cookie))
         and (subject is None or type(subject) is str)
     ):
         return Payload(sid, iat, absolute, idle, cookie, subject, data)
