@@ -11,6 +11,7 @@ from datetime import timedelta
 from email.utils import formatdate
 from typing import Any, Literal
 
+import cbor2
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cookiesession import _serialize
@@ -19,7 +20,13 @@ from cookiesession._keys import KeyRing, SecretLike
 from cookiesession._options import CookieOptions, check_cookie_name, seconds
 from cookiesession._revocation import RevocationStore, RevocationStoreError
 from cookiesession._session import Session
-from cookiesession._token import CLOCK_SKEW, MAX_CHUNKS, Payload, TokenCodec
+from cookiesession._token import (
+    CLOCK_SKEW,
+    MAX_CHUNKS,
+    Opened,
+    Payload,
+    TokenCodec,
+)
 
 __all__ = ["COOKIE_LINE_LIMIT", "MAX_CHUNKS", "SessionMiddleware"]
 
@@ -38,6 +45,10 @@ _MAX_CANDIDATES = 3
 _CONTAINERS = frozenset({list, dict, tuple})
 _SECURE_SCHEMES = ("https", "wss")
 _EMPTY_MAP = b"\xa0"  # CBOR for {}
+# How many opened cookie values to remember, and the longest remembered: at
+# most 1,024 x (4 KB of token text + its plaintext), about 10 MB.
+_CACHED_TOKENS = 1024
+_CACHED_TOKEN_CHARS = COOKIE_LINE_LIMIT
 
 
 class _Unset(enum.Enum):
@@ -203,6 +214,11 @@ class SessionMiddleware:
             self._keys, self.name, max_chars=max_chunks * COOKIE_LINE_LIMIT
         )
         self._chunk_prefix = self.name + "."
+        # Cookie values opened lately, with what they opened to: a browser
+        # sends the same value on every request until it changes, and
+        # authenticating identical bytes again would give the same answer.
+        # Expiry and revocation are still checked on every request.
+        self._opened: dict[str, Opened] = {}
         self._suffix = {
             True: f"; Path={self.options.path}" + self.options.suffix(secure=True),
             False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
@@ -275,11 +291,10 @@ class SessionMiddleware:
         # specific path first, so a stale copy may stand before the live one.
         for position, candidate in enumerate(incoming.candidates[:_MAX_CANDIDATES]):
             try:
-                opened = self._codec.open(candidate, now=self._clock())
+                payload, data, data_bytes, stale = self._open(candidate)
             except InvalidSession as exc:
                 incoming.reason = exc.reason
                 continue
-            payload = opened.payload
             if self.revocation is not None:
                 reason = await self._check_revoked(self.revocation, payload)
                 if reason is not None:
@@ -290,10 +305,50 @@ class SessionMiddleware:
             incoming.reason = None
             chunked = position == incoming.chunked_at
             incoming.live = tuple(incoming.chunk_names) if chunked else (self.name,)
-            return Session._from_payload(payload, opened.data_bytes, opened.stale_key)
+            return Session._from_payload(payload, data, data_bytes, stale)
         if incoming.reason is not None:
             logger.debug("session cookie rejected: %s", incoming.reason.value)
         return Session()
+
+    def _open(self, token: str) -> tuple[Payload, dict[str, Any], bytes, bool]:
+        """`TokenCodec.open`, skipping the decryption of a value seen lately.
+
+        Returns the payload's header fields, its data, the data's bytes and
+        whether a key other than the primary sealed it.
+        """
+        now = self._clock()
+        seen = self._opened.get(token)
+        if seen is None:
+            payload, data_bytes, stale = self._codec.open(token, now=now)
+            self._remember(token, payload, data_bytes, stale)
+            return payload, payload.data, data_bytes, stale
+        head = seen.payload
+        if now >= head.expires_at():
+            del self._opened[token]
+            raise InvalidSession(Reason.EXPIRED)
+        # Fresh objects every time: the handler may change the data in place.
+        # These bytes passed the strict decoder when first seen (or came from
+        # the encoder), so the plain one reads them the same, faster.
+        return head, cbor2.loads(seen.data_bytes), seen.data_bytes, seen.stale_key
+
+    def _remember(
+        self, token: str, payload: Payload, data_bytes: bytes, stale: bool
+    ) -> None:
+        if len(token) > _CACHED_TOKEN_CHARS:
+            return
+        if len(self._opened) >= _CACHED_TOKENS:
+            del self._opened[next(iter(self._opened))]  # the oldest
+        # The data is kept as bytes only: the decoded objects belong to the
+        # request that has them, and its handler may change them in place.
+        head = Payload(
+            payload.session_id,
+            payload.issued_at_ms,
+            payload.absolute_expiry,
+            payload.idle_expiry,
+            payload.cookie,
+            payload.subject,
+        )
+        self._opened[token] = Opened(head, data_bytes, stale)
 
     async def _check_revoked(
         self, store: RevocationStore, payload: Payload
@@ -387,7 +442,6 @@ class SessionMiddleware:
                 or (self.save_uninitialized and not session._destroyed)
             ):
                 return None, None
-            _serialize.validate(session)
             payload = Payload(
                 session_id=bytes.fromhex(session.id),
                 issued_at_ms=int(now * 1000),
@@ -418,8 +472,6 @@ class SessionMiddleware:
         )
         if not (refresh or self.resave or session._force_save or session._stale_key):
             return None, None
-        if data_bytes is None:
-            _serialize.validate(session)
         payload = Payload(
             session_id=opened.session_id,
             issued_at_ms=opened.issued_at_ms,
@@ -446,7 +498,12 @@ class SessionMiddleware:
         if remaining <= 0 and (max_age is None or max_age > 0):
             # The session reached its absolute lifetime: let the cookie go.
             return None, None
+        if data_bytes is None:
+            _serialize.validate(payload.data)
+            data_bytes = _serialize.encode(payload.data)
         token = self._codec.seal(payload, data_bytes)
+        # The browser sends this value back next: remember what it opens to.
+        self._remember(token, payload, data_bytes, stale=False)
         return token, (None if max_age is None else max(0, remaining))
 
     def _refresh_due(self, opened: Payload, max_age: int | None, now: float) -> bool:

@@ -79,8 +79,10 @@ class Session(dict[str, Any]):
     _sign_out_subject: str | None = None
 
     @classmethod
-    def _from_payload(cls, payload: Payload, original: bytes, stale: bool) -> Session:
-        session = cls(payload.data)
+    def _from_payload(
+        cls, payload: Payload, data: dict[str, Any], original: bytes, stale: bool
+    ) -> Session:
+        session = cls(data)
         session._original = original
         session._stale_key = stale
         session._session_id = payload.session_id

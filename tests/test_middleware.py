@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -20,6 +21,7 @@ from cookiesession import (
     CookieOptions,
     KeyRing,
     MemoryRevocationStore,
+    Payload,
     Session,
     SessionDataError,
     SessionMiddleware,
@@ -992,3 +994,52 @@ def test_chunk_names_beyond_the_cap_are_ignored_not_expired() -> None:
     response = client.get("/view", headers={"cookie": header})
     assert response.json()["session"] == {}
     assert set_cookies(response) == []
+
+
+# -- remembered cookie values ------------------------------------------------------
+
+
+def middleware_of(client: TestClient) -> SessionMiddleware:
+    app: Any = client.app
+    stack = app.middleware_stack  # built by the first request
+    while not isinstance(stack, SessionMiddleware):
+        stack = stack.app
+    return stack
+
+
+def test_an_older_cookie_replayed_opens_to_its_own_data_not_a_later_change() -> None:
+    # The remembered value keeps bytes, not objects a handler changed.
+    client = make_client(BASIC)
+    first = cookie_value(set_cookies(client.get("/cart"))[0])
+    client.get("/cart")  # appends in place to the list decoded from `first`
+    client.cookies.clear()
+    response = client.get("/view", headers={"cookie": f"session={first}"})
+    assert response.json()["session"] == {"cart": ["apple"]}
+
+
+def test_a_value_this_middleware_sealed_opens_without_decrypting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = Starlette(routes=[Route("/login", _login)])
+    app.add_middleware(SessionMiddleware, secret=KEY)
+    client = TestClient(app)
+    client.get("/login")
+    middleware = middleware_of(client)
+
+    def no_decryption(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("decrypted again")
+
+    monkeypatch.setattr(TokenCodec, "open", no_decryption)
+    _, data, _, stale = middleware._open(client.cookies["session"])
+    assert data == {"user": "alice"}
+    assert stale is False
+
+
+def test_remembered_values_are_bounded() -> None:
+    from cookiesession._middleware import _CACHED_TOKENS
+
+    middleware = SessionMiddleware(Starlette(), secret=KEY)
+    codec = TokenCodec(KeyRing(KEY), "session")
+    for _ in range(_CACHED_TOKENS + 50):
+        middleware._open(codec.seal(Payload(os.urandom(16), 0, 2**40, None)))
+    assert len(middleware._opened) == _CACHED_TOKENS
