@@ -221,11 +221,15 @@ def _demo_keys(key: str | None) -> tuple[KeyRing, str]:
         return ring, (
             f"keys: {len(ring)} from {ENV_VAR} (current key id {ring.primary.id.hex()})"
         )
-    ring = KeyRing(generate_key())
+    # A development key, shown so that the developer can pass it back with
+    # --key and keep their sessions across restarts.
+    development_key = generate_key()
+    ring = KeyRing(development_key)
     return ring, (
-        "WARNING: no key given, so a development key was generated. It changes "
-        "on every restart, which ends every session. Pass --key or set "
-        f"{ENV_VAR} (make one with `{_PROG} keygen`)."
+        f"development key: {development_key}\n"
+        "WARNING: no key given, so this development key was generated. It "
+        "changes on every restart, which ends every session, unless you pass "
+        f"it back with --key or set {ENV_VAR} (make one with `{_PROG} keygen`)."
     )
 
 

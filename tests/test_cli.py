@@ -356,12 +356,30 @@ def test_demo_without_a_key_warns_that_sessions_end_on_restart(
     assert status == 0
     lines = out.splitlines()
     assert lines[0] == "cookiesession demo: http://127.0.0.1:8123/"
-    assert lines[1].startswith("WARNING: no key given")
-    assert "changes on every restart" in lines[1]
-    assert lines[2] == "revocation: in memory (this process only)"
+    key = lines[1].removeprefix("development key: ")
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", key)
+    assert lines[2].startswith("WARNING: no key given")
+    assert "changes on every restart" in lines[2]
+    assert lines[3] == "revocation: in memory (this process only)"
     (call,) = uvicorn.calls
     assert (call["host"], call["port"]) == ("127.0.0.1", 8123)
     assert isinstance(call["app"], Starlette)
+
+
+def test_demo_prints_the_key_it_uses_so_it_can_be_passed_back(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    uvicorn: FakeUvicorn,
+) -> None:
+    monkeypatch.delenv(ENV, raising=False)
+    _, out, _ = run(capsys, "demo")
+    key = out.splitlines()[1].removeprefix("development key: ")
+    sealed = TestClient(uvicorn.calls[0]["app"]).post(
+        "/api/login", json={"username": "alice"}
+    )
+    token = sealed.cookies["session"]
+    opened = TokenCodec(KeyRing(key), "session").open(token)
+    assert opened.payload.data["user"] == "alice"
 
 
 def test_demo_takes_keys_from_the_environment_then_from_key(
