@@ -1043,3 +1043,27 @@ def test_remembered_values_are_bounded() -> None:
     for _ in range(_CACHED_TOKENS + 50):
         middleware._open(codec.seal(Payload(os.urandom(16), 0, 2**40, None)))
     assert len(middleware._opened) == _CACHED_TOKENS
+
+
+def test_websocket_with_a_bad_cookie_gets_a_fresh_session_and_the_clearing() -> None:
+    client = websocket_client()
+    with client.websocket_connect("/ws", headers={"cookie": "session=forged"}) as ws:
+        assert ws.receive_json() == {"visits": 1, "user": None}
+        headers = [
+            (k.decode(), v.decode())
+            for k, v in ws.extra_headers or []  # type: ignore[attr-defined]
+        ]
+    lines = [v for k, v in headers if k == "set-cookie"]
+    assert len(lines) == 1
+    assert open_token(cookie_value(lines[0])).data == {"visits": 1}
+
+
+def test_websocket_that_leaves_the_session_alone_gets_no_headers() -> None:
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    app.add_middleware(SessionMiddleware, secret=KEY)
+    with TestClient(app).websocket_connect("/ws") as ws:
+        assert not ws.extra_headers  # type: ignore[attr-defined]
