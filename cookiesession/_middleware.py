@@ -396,9 +396,10 @@ class SessionMiddleware:
             # session, but the cookie it ends is the one set aside. Revoke
             # that one (the store may be back) and let the cookie go.
             session._history = (*session._history, incoming.unchecked)
+        first_ms = 0
         if self.revocation is not None:
-            await self._write_revocations(self.revocation, session, now)
-        token, max_age = self._token_for(session, now)
+            first_ms = await self._write_revocations(self.revocation, session, now)
+        token, max_age = self._token_for(session, now, first_ms)
 
         secure = self.options.secure is True or (
             self.options.secure == "auto" and scope.get("scheme") in _SECURE_SCHEMES
@@ -427,8 +428,14 @@ class SessionMiddleware:
         if lines or session.accessed:
             _apply_headers(message, lines, session.accessed)
 
-    def _token_for(self, session: Session, now: float) -> tuple[str | None, int | None]:
-        """The token to send, if any, with the cookie's Max-Age."""
+    def _token_for(
+        self, session: Session, now: float, first_ms: int = 0
+    ) -> tuple[str | None, int | None]:
+        """The token to send, if any, with the cookie's Max-Age.
+
+        A new session is issued no earlier than `first_ms`, so that one made
+        right after a sign-out everywhere is not caught by it.
+        """
         opened = session._opened
         overrides = session._overrides
         max_age = (
@@ -444,7 +451,7 @@ class SessionMiddleware:
                 return None, None
             payload = Payload(
                 session_id=bytes.fromhex(session.id),
-                issued_at_ms=int(now * 1000),
+                issued_at_ms=max(int(now * 1000), first_ms),
                 absolute_expiry=int(now) + self.absolute_lifetime,
                 idle_expiry=None,
                 cookie=session._overrides,
@@ -517,7 +524,12 @@ class SessionMiddleware:
 
     async def _write_revocations(
         self, store: RevocationStore, session: Session, now: float
-    ) -> None:
+    ) -> int:
+        """Write what destroy(), regenerate() and sign_out_everywhere() asked.
+
+        Returns the earliest issue time (ms) a new session may now have: just
+        past a sign-out everywhere, else 0.
+        """
         for old in session._history:
             try:
                 await store.revoke(
@@ -534,19 +546,23 @@ class SessionMiddleware:
                 )
         session._history = ()
         subject = session._sign_out_subject
-        if subject is not None:
-            session._sign_out_subject = None
-            try:
-                await store.revoke_subject(
-                    subject,
-                    before_ms=int(now * 1000),
-                    until=now + self.absolute_lifetime + CLOCK_SKEW,
-                )
-            except RevocationStoreError:
-                logger.error(  # noqa: TRY400
-                    "could not sign out subject %s everywhere",
-                    hashlib.sha256(subject.encode()).hexdigest()[:12],
-                )
+        if subject is None:
+            return 0
+        session._sign_out_subject = None
+        # Every session issued up to and including this millisecond goes.
+        before_ms = int(now * 1000) + 1
+        try:
+            await store.revoke_subject(
+                subject,
+                before_ms=before_ms,
+                until=now + self.absolute_lifetime + CLOCK_SKEW,
+            )
+        except RevocationStoreError:
+            logger.error(  # noqa: TRY400
+                "could not sign out subject %s everywhere",
+                hashlib.sha256(subject.encode()).hexdigest()[:12],
+            )
+        return before_ms
 
     # -- Set-Cookie lines ---------------------------------------------------
 
