@@ -7,6 +7,13 @@ import socket
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
+
+# Timing limits live in benchmarks/ and in explicit bounds inside the tests
+# that need one; hypothesis' per-example deadline would only make a busy
+# machine's run flaky.
+settings.register_profile("cookiesession", deadline=None)
+settings.load_profile("cookiesession")
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
