@@ -179,13 +179,16 @@ class SessionMiddleware:
         self.name = check_cookie_name(name)
         self.options.check_name(self.name)
 
-        _check_bool(resave=resave, save_uninitialized=save_uninitialized)
-        _check_bool(rolling=rolling)
+        _check_bool(
+            resave=resave, save_uninitialized=save_uninitialized, rolling=rolling
+        )
         self.resave = resave
         self.save_uninitialized = save_uninitialized
         self.rolling = rolling
-        if refresh_after is not None and not (
-            isinstance(refresh_after, (int, float)) and 0 < refresh_after <= 1
+        if refresh_after is not None and (
+            isinstance(refresh_after, bool)
+            or not isinstance(refresh_after, (int, float))
+            or not 0 < refresh_after <= 1
         ):
             raise ValueError("refresh_after must be None or a fraction in (0, 1]")
         self.refresh_after = refresh_after
@@ -436,33 +439,41 @@ class SessionMiddleware:
         A new session is issued no earlier than `first_ms`, so that one made
         right after a sign-out everywhere is not caught by it.
         """
-        opened = session._opened
         overrides = session._overrides
         max_age = (
             self.options.max_age_seconds if overrides is None else overrides["max_age"]
         )
+        opened = session._opened
         if opened is None:
             # A new session, or one that destroy()/regenerate() replaced.
-            if not session and not (
-                session._force_save
-                or session._changed  # a subject or cookie override was set
-                or (self.save_uninitialized and not session._destroyed)
-            ):
-                return None, None
-            payload = Payload(
-                session_id=bytes.fromhex(session.id),
-                issued_at_ms=max(int(now * 1000), first_ms),
-                absolute_expiry=int(now) + self.absolute_lifetime,
-                idle_expiry=None,
-                cookie=session._overrides,
-                subject=session.subject,
-                data=session,
-            )
-            return self._seal(payload, None, max_age, now, refresh=True)
-
+            return self._new_token(session, now, first_ms, max_age)
         if _emptied(session):
             return None, None  # the caller expires the cookie
+        return self._renewed_token(session, opened, now, max_age)
 
+    def _new_token(
+        self, session: Session, now: float, first_ms: int, max_age: int | None
+    ) -> tuple[str | None, int | None]:
+        if not session and not (
+            session._force_save
+            or session._changed  # a subject or cookie override was set
+            or (self.save_uninitialized and not session._destroyed)
+        ):
+            return None, None
+        payload = Payload(
+            session_id=bytes.fromhex(session.id),
+            issued_at_ms=max(int(now * 1000), first_ms),
+            absolute_expiry=int(now) + self.absolute_lifetime,
+            idle_expiry=None,
+            cookie=session._overrides,
+            subject=session.subject,
+            data=session,
+        )
+        return self._seal(payload, None, max_age, now, refresh=True)
+
+    def _renewed_token(
+        self, session: Session, opened: Payload, now: float, max_age: int | None
+    ) -> tuple[str | None, int | None]:
         data_bytes: bytes | None = None
         changed = session._changed
         if not changed and (session.modified or _holds_containers(session)):

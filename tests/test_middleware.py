@@ -800,6 +800,7 @@ def build(**options: Any) -> SessionMiddleware:
         ({"save_uninitialized": None}, TypeError, "save_uninitialized"),
         ({"refresh_after": 0}, ValueError, "refresh_after"),
         ({"refresh_after": 1.5}, ValueError, "refresh_after"),
+        ({"refresh_after": True}, ValueError, "refresh_after"),
         ({"absolute_lifetime": -1}, ValueError, "absolute_lifetime"),
         ({"absolute_lifetime": 0}, ValueError, "absolute_lifetime"),
         ({"absolute_lifetime": 10}, ValueError, "absolute_lifetime"),
