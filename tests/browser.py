@@ -12,16 +12,13 @@ from __future__ import annotations
 import contextlib
 import html
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -29,6 +26,7 @@ from starlette.routing import Route
 
 from cookiesession import generate_key
 from tests.conftest import _unavailable
+from tests.live_server import free_port, wait_until_up
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -72,30 +70,6 @@ def chromium() -> Iterator[Browser]:
             browser.close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + _STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the demo exited early:\n{log.read_text()}")
-        try:
-            # trust_env=False: a proxy from the environment must not see loopback.
-            httpx.get(base + "/", timeout=1, trust_env=False)
-        except httpx.TransportError:
-            time.sleep(0.05)
-        else:
-            return
-    raise RuntimeError(
-        f"the demo did not answer within {_STARTUP_SECONDS:.0f} s:\n{log.read_text()}"
-    )
-
-
 @contextlib.contextmanager
 def demo_server(log: Path) -> Iterator[str]:
     """Run `python -m cookiesession demo` with a fresh key; yield its base URL."""
@@ -109,7 +83,7 @@ def demo_server(log: Path) -> Iterator[str]:
             command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
         )
     try:
-        _wait_until_up(base, server, log)
+        wait_until_up(base, server, log, timeout=_STARTUP_SECONDS)
         yield base
     finally:
         server.terminate()

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
@@ -31,3 +35,31 @@ def serve(app: ASGIApp, *, timeout: float = 10.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_up(
+    base: str, server: subprocess.Popen[bytes], log: Path, *, timeout: float = 15.0
+) -> None:
+    """Poll `base` until it answers; fail with the server's log if it dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited early:\n{log.read_text()}")
+        try:
+            # trust_env=False: a proxy from the environment must not see loopback.
+            httpx.get(base + "/", timeout=1, trust_env=False)
+        except httpx.TransportError:
+            time.sleep(0.05)
+        else:
+            return
+    raise RuntimeError(
+        f"the server did not answer within {timeout:.0f} s:\n{log.read_text()}"
+    )

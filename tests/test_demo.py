@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from starlette.testclient import TestClient
 
 from cookiesession import MemoryRevocationStore, generate_key
 from cookiesession._demo import BIG_SIZE, IDLE_TIMEOUT, REMEMBER_ME, create_app
+from tests.live_server import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 LINE_LIMIT = 4096  # RFC 6265bis section 5.7, "Set-Cookie: " included
@@ -290,27 +290,6 @@ def test_sign_out_everywhere_page_says_what_it_did() -> None:
 
 
 # -- over real HTTP -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def wait_until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"the demo exited early:\n{log.read_text()}")
-        try:
-            httpx.get(base + "/", timeout=1, trust_env=False)
-        except httpx.TransportError:
-            time.sleep(0.1)
-        else:
-            return
-    pytest.fail(f"the demo did not answer within 15 s:\n{log.read_text()}")
 
 
 def replay_state(base: str, cookie_header: str) -> Any:

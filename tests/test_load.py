@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import pytest
 import redis
 
 from cookiesession import generate_key
+from tests.live_server import free_port
 from tests.load_app import WORKER_HEADER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +50,6 @@ LOG_ALARMS = ("Traceback", "Exception")
 # One TLS context for every client: building one per client (the default)
 # costs more CPU than the plain-http requests the client then sends.
 TLS = ssl.create_default_context()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

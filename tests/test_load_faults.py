@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import _unavailable
+from tests.live_server import free_port
 from tests.load_app import WORKER_HEADER
 from tests.test_load import (
     WORKERS,
@@ -28,7 +29,6 @@ from tests.test_load import (
     Tally,
     client,
     drive,
-    free_port,
     serve_app,
     session_cookie,
 )

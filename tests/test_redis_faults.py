@@ -15,15 +15,9 @@ import pytest
 import redis.asyncio
 
 from cookiesession._revocation import RedisRevocationStore, RevocationStoreError
+from tests.live_server import free_port
 
 TIMEOUT = 0.25
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:
