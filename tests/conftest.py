@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from collections.abc import Iterator
 from typing import NoReturn
 
 import pytest
 from hypothesis import settings
+
+from tests.live_server import free_port
+from tests.redis_server import RedisServer
 
 # Timing limits live in benchmarks/ and in explicit bounds inside the tests
 # that need one; hypothesis' per-example deadline would only make a busy
@@ -41,3 +46,17 @@ def redis_url() -> str:
     if not _redis_answers(REDIS_HOST, REDIS_PORT):
         _unavailable(f"no Redis answering on {REDIS_HOST}:{REDIS_PORT}")
     return f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, on a free port, to stop and restart."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server is not on PATH")
+    server = RedisServer(binary, free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import _unavailable
-from tests.live_server import free_port
 from tests.load_app import WORKER_HEADER
+from tests.redis_server import RedisServer
 from tests.test_load import (
     WORKERS,
     Server,
@@ -32,7 +29,6 @@ from tests.test_load import (
     serve_app,
     session_cookie,
 )
-from tests.test_redis_faults import RedisServer
 
 BUDGET = 45.0
 RECOVERY = 10.0
@@ -41,20 +37,6 @@ RECOVERED_STREAK = 3
 # A request checks its cookie once, and each check gives up after 0.25 s.
 OUTAGE_LATENCY_LIMIT = 2.0
 USERS = [f"user-{n}" for n in range(6)]
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A redis-server of this test's own, on a free port, to stop and restart."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        _unavailable("redis-server is not on PATH")
-    server = RedisServer(binary, free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def url_of(redis_server: RedisServer) -> str:
