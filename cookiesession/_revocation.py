@@ -219,9 +219,7 @@ class MemoryRevocationStore:
 
     def __len__(self) -> int:
         """Live session and subject entries (the watermark not counted)."""
-        now = self._clock()
-        if now >= self._next_due:
-            self._prune(now)
+        self._expire_due()
         return len(self._sessions) + len(self._subjects)
 
     async def revoke(
@@ -237,9 +235,7 @@ class MemoryRevocationStore:
         A later call with an earlier `until` does not shorten the entry.
         `subject` is not needed to find the entry again and is ignored.
         """
-        now = self._clock()
-        if now >= self._next_due:
-            self._prune(now)
+        now = self._expire_due()
         if until <= now or self._covered(issued_at_ms, until):
             return
 
@@ -261,9 +257,7 @@ class MemoryRevocationStore:
         Repeated calls keep the largest `before_ms` and the latest `until`.
         A no-op if `until` has passed.
         """
-        now = self._clock()
-        if now >= self._next_due:
-            self._prune(now)
+        now = self._expire_due()
         if until <= now or self._covered(before_ms - 1, until):
             return
 
@@ -284,15 +278,20 @@ class MemoryRevocationStore:
         self, session_id: bytes, *, subject: str | None, issued_at_ms: int
     ) -> bool:
         """Whether this session, or all of its subject's sessions, are revoked."""
-        now = self._clock()
-        if now >= self._next_due:
-            self._prune(now)
+        self._expire_due()
         if session_id in self._sessions or issued_at_ms <= self._watermark:
             return True
         if subject is None:
             return False
         entry = self._subjects.get(subject)
         return entry is not None and issued_at_ms < entry[0]
+
+    def _expire_due(self) -> float:
+        """Drop every entry whose time has come; return the current time."""
+        now = self._clock()
+        if now >= self._next_due:
+            self._prune(now)
+        return now
 
     def _covered(self, last_issued_ms: int, until: float) -> bool:
         """Whether an active watermark already revokes this much, this long."""
