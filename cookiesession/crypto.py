@@ -10,6 +10,12 @@ the first 12 bytes of a 24-byte nonce, so random nonces stay safe for about
 Only `cryptography` primitives are used: AES-256 in ECB mode for the two-block
 key derivation (a CMAC-style KDF, NIST SP 800-108 counter mode) and
 cryptography's own AESGCM for the message.
+
+Deriving a key is cheap in AES terms but not in Python: building the AESGCM
+object for it costs more than the encryption itself. So `seal` picks nonces
+whose first half is shared by a short run of messages (`SEAL_BATCH`), each
+with its own random second half, and both directions keep the AESGCM objects
+of recently seen nonce prefixes. SECURITY.md gives the resulting bound.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.ciphers.modes import ECB
 
-__all__ = ["XAES256GCM", "InvalidTag"]
+__all__ = ["SEAL_BATCH", "XAES256GCM", "InvalidTag"]
 
 _KEY_SIZE = 32
 _NONCE_SIZE = 24
@@ -32,6 +38,31 @@ _RB = 0x87
 _MASK_128 = (1 << 128) - 1
 # The fixed prefixes of M1 and M2, placed in one 256-bit integer.
 _COUNTERS = (0x00015800 << 224) | (0x00025800 << 96)
+_HALF = _NONCE_SIZE // 2
+
+#: Messages `seal` encrypts under one derived key before drawing a new nonce
+#: prefix. Within a batch the 96-bit GCM nonces are random, so the chance of
+#: any repeat after Q seals is at most Q * (SEAL_BATCH - 1) / 2^97, plus
+#: Q^2 / 2^193 across batches: under 2^-32 up to about 2^60 seals per key.
+SEAL_BATCH = 32
+
+# Derived keys remembered per key, by nonce prefix. Past this many the memory
+# is dropped whole: cheap, thread-safe, and a flood of made-up prefixes costs
+# the honest ones one derivation each, no more than without it.
+_DERIVED_KEYS = 256
+
+# Bumped in a forked child, so that it draws its own nonce prefix instead of
+# finishing the batch its parent started.
+_generation = 0
+
+
+def _after_fork() -> None:
+    global _generation  # noqa: PLW0603 - process-wide by nature
+    _generation += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class XAES256GCM:
@@ -43,10 +74,12 @@ class XAES256GCM:
 
     The per-key work (the AES key schedule and the CMAC subkey K1) is done
     once, in the constructor; each message then costs two AES block
-    encryptions plus one AES-256-GCM operation.
+    encryptions plus one AES-256-GCM operation, and the two block encryptions
+    are skipped when the nonce's first half was seen lately. `seal` chooses
+    the nonce itself and is the way to encrypt outside known-answer tests.
     """
 
-    __slots__ = ("_k1", "_k1_twice", "_key", "_local")
+    __slots__ = ("_derived", "_k1", "_k1_twice", "_key", "_local")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, (bytes, bytearray, memoryview)):
@@ -55,6 +88,7 @@ class XAES256GCM:
             raise ValueError("XAES-256-GCM key must be 32 bytes")
         self._key = bytes(key)
         self._local = threading.local()
+        self._derived: dict[bytes, AESGCM] = {}
 
         # L = AES-256_K(0^128); K1 = L doubled in GF(2^128) (C2SP, "Key
         # derivation", following the CMAC subkey generation of SP 800-38B).
@@ -88,23 +122,58 @@ class XAES256GCM:
             self._local.ecb = ctx
         return ctx
 
-    def _derive(self, nonce: bytes) -> AESGCM:
-        if len(nonce) != _NONCE_SIZE:
-            raise ValueError("XAES-256-GCM nonce must be 24 bytes")
-        # M1 = 0x00 0x01 'X' 0x00 || N[:12], M2 the same with counter 2; each
-        # XORed with K1 and encrypted gives half of the derived key.
-        head = int.from_bytes(nonce[:12], "big")
-        blocks = (_COUNTERS | (head << 128) | head) ^ self._k1_twice
-        return AESGCM(self._ecb().update(blocks.to_bytes(2 * _BLOCK, "big")))
+    def _derive(self, prefix: bytes) -> AESGCM:
+        """The AES-256-GCM key for a nonce's first 12 bytes."""
+        aead = self._derived.get(prefix)
+        if aead is None:
+            # M1 = 0x00 0x01 'X' 0x00 || N[:12], M2 the same with counter 2;
+            # each XORed with K1 and encrypted gives half of the derived key.
+            head = int.from_bytes(prefix, "big")
+            blocks = (_COUNTERS | (head << 128) | head) ^ self._k1_twice
+            aead = AESGCM(self._ecb().update(blocks.to_bytes(2 * _BLOCK, "big")))
+            if len(self._derived) >= _DERIVED_KEYS:
+                self._derived.clear()
+            self._derived[prefix] = aead
+        return aead
+
+    def seal(self, data: bytes, associated_data: bytes | None) -> bytes:
+        """Encrypt under a fresh nonce; return nonce || ciphertext || tag.
+
+        The nonce's first 12 bytes are drawn at random once per `SEAL_BATCH`
+        messages (per thread), its last 12 bytes for every message.
+        """
+        local = self._local
+        prefix: bytes
+        aead: AESGCM
+        try:
+            prefix, aead, left, generation = local.batch
+        except AttributeError:
+            left = generation = -1
+        if left <= 0 or generation != _generation:
+            prefix = os.urandom(_HALF)
+            aead = self._derive(prefix)
+            left, generation = SEAL_BATCH, _generation
+        local.batch = (prefix, aead, left - 1, generation)
+        suffix = os.urandom(_HALF)
+        return prefix + suffix + aead.encrypt(suffix, data, associated_data)
 
     def encrypt(
         self, nonce: bytes, data: bytes, associated_data: bytes | None
     ) -> bytes:
-        """Encrypt and authenticate `data`; return ciphertext || 16-byte tag."""
-        return self._derive(nonce).encrypt(nonce[12:], data, associated_data)
+        """Encrypt and authenticate `data`; return ciphertext || 16-byte tag.
+
+        The caller answers for never repeating `nonce`; `seal` picks one.
+        """
+        if len(nonce) != _NONCE_SIZE:
+            raise ValueError("XAES-256-GCM nonce must be 24 bytes")
+        aead = self._derive(nonce[:_HALF])
+        return aead.encrypt(nonce[_HALF:], data, associated_data)
 
     def decrypt(
         self, nonce: bytes, data: bytes, associated_data: bytes | None
     ) -> bytes:
         """Authenticate and decrypt; raise `InvalidTag` on any mismatch."""
-        return self._derive(nonce).decrypt(nonce[12:], data, associated_data)
+        if len(nonce) != _NONCE_SIZE:
+            raise ValueError("XAES-256-GCM nonce must be 24 bytes")
+        aead = self._derive(nonce[:_HALF])
+        return aead.decrypt(nonce[_HALF:], data, associated_data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 
-from cookiesession.crypto import XAES256GCM
+from cookiesession.crypto import SEAL_BATCH, XAES256GCM
 
 # Source: https://c2sp.org/XAES-256-GCM, copied with its provenance fields.
 VECTORS: dict[str, Any] = json.loads(
@@ -150,3 +151,78 @@ def test_repr_hides_key() -> None:
     text = repr(XAES256GCM(key))
     assert key.hex() not in text
     assert "redacted" in text
+
+
+def test_seal_opens_with_the_nonce_it_prepends() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    sealed = aead.seal(b"attack at dawn", b"ad")
+    assert aead.decrypt(sealed[:24], sealed[24:], b"ad") == b"attack at dawn"
+    # Another instance of the same key, with nothing remembered, agrees.
+    fresh = XAES256GCM(aead._key)
+    assert fresh.decrypt(sealed[:24], sealed[24:], b"ad") == b"attack at dawn"
+
+
+def test_seal_matches_encrypt_for_the_nonce_it_chose() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    sealed = aead.seal(b"x" * 40, None)
+    other = XAES256GCM(aead._key)
+    assert other.encrypt(sealed[:24], b"x" * 40, None) == sealed[24:]
+
+
+def test_seal_batches_share_a_prefix_and_never_a_suffix() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    nonces = [aead.seal(b"", None)[:24] for _ in range(SEAL_BATCH * 3)]
+    batches = [nonces[i : i + SEAL_BATCH] for i in range(0, len(nonces), SEAL_BATCH)]
+    prefixes = [{n[:12] for n in batch} for batch in batches]
+    assert all(len(p) == 1 for p in prefixes)
+    assert len(set.union(*prefixes)) == 3
+    assert len({n[12:] for n in nonces}) == len(nonces)
+
+
+def test_seal_in_threads_uses_separate_batches() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    main_prefix = aead.seal(b"", None)[:12]
+    seen: list[bytes] = []
+    thread = threading.Thread(target=lambda: seen.append(aead.seal(b"", None)[:12]))
+    thread.start()
+    thread.join()
+    assert seen and seen[0] != main_prefix
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_draws_its_own_prefix() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    parent_prefix = aead.seal(b"", None)[:12]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            os.write(write, aead.seal(b"", None)[:12])
+        finally:
+            os._exit(0)
+    os.close(write)
+    child_prefix = os.read(read, 12)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child_prefix) == 12
+    assert child_prefix != parent_prefix
+    assert aead.seal(b"", None)[:12] == parent_prefix  # the parent's batch goes on
+
+
+def test_derived_keys_are_bounded_and_stay_correct() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    reference = XAES256GCM(aead._key)
+    for _ in range(1000):
+        nonce = os.urandom(24)
+        sealed = aead.encrypt(nonce, b"m", b"a")
+        assert reference.decrypt(nonce, sealed, b"a") == b"m"
+        assert len(aead._derived) <= 256
+
+
+def test_wrong_nonce_length_is_refused() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    for nonce in (b"", os.urandom(12), os.urandom(25)):
+        with pytest.raises(ValueError, match="24 bytes"):
+            aead.encrypt(nonce, b"x", None)
+        with pytest.raises(ValueError, match="24 bytes"):
+            aead.decrypt(nonce, b"x" * 16, None)

@@ -11,6 +11,8 @@ from typing import Any
 
 import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cookiesession import (
     CLOCK_SKEW,
@@ -21,7 +23,7 @@ from cookiesession import (
     TokenCodec,
     generate_key,
 )
-from cookiesession._token import MAX_TOKEN_CHARS
+from cookiesession._token import MAX_TOKEN_CHARS, _header_bytes
 
 sys.path.insert(0, str(Path(__file__).parent / "vectors"))
 from make_token_vectors import build
@@ -284,3 +286,29 @@ def test_well_formed_hand_sealed_payload_opens(codec: TokenCodec) -> None:
 def test_seal_with_bad_nonce_length(codec: TokenCodec) -> None:
     with pytest.raises(ValueError, match="nonce"):
         codec.seal(payload(), nonce=bytes(12))
+
+
+@given(
+    issued_at_ms=st.integers(0, 2**64 - 1),
+    absolute_expiry=st.integers(0, 2**64 - 1),
+    idle_expiry=st.none() | st.integers(0, 2**64 - 1),
+    cookie=st.none() | st.builds(lambda n: {"max_age": n}, st.integers(0, 2**40)),
+    subject=st.none() | st.text(max_size=20),
+)
+def test_header_bytes_equal_the_general_encoder(
+    issued_at_ms: int,
+    absolute_expiry: int,
+    idle_expiry: int | None,
+    cookie: dict[str, int] | None,
+    subject: str | None,
+) -> None:
+    head = Payload(
+        os.urandom(16), issued_at_ms, absolute_expiry, idle_expiry, cookie, subject
+    )
+    assert _header_bytes(head) == cbor2.dumps(head.header())
+
+
+def test_header_bytes_common_shape_takes_the_short_path() -> None:
+    head = payload(idle_expiry=int(NOW) + 60)
+    assert _header_bytes(head) == cbor2.dumps(head.header())
+    assert len(_header_bytes(head)) == 1 + 17 + 9 + 5 + 5 + 2
