@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from email.utils import formatdate
@@ -19,11 +21,11 @@ from cookiesession._errors import InvalidSession, Reason, SessionTooLarge
 from cookiesession._keys import KeyRing, SecretLike
 from cookiesession._options import CookieOptions, check_cookie_name, seconds
 from cookiesession._revocation import RevocationStore, RevocationStoreError
+from cookiesession._serialize import Packed
 from cookiesession._session import Session
 from cookiesession._token import (
     CLOCK_SKEW,
     MAX_CHUNKS,
-    Opened,
     Payload,
     TokenCodec,
 )
@@ -42,7 +44,8 @@ _LINE_PREFIX = len("Set-Cookie: ")
 # More copies of the session cookie than this (different paths or domains)
 # are not tried, so a request cannot make the server decrypt without bound.
 _MAX_CANDIDATES = 3
-_CONTAINERS = frozenset({list, dict, tuple})
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+_MISSING: Any = object()
 _SECURE_SCHEMES = ("https", "wss")
 _EMPTY_MAP = b"\xa0"  # CBOR for {}
 # How many opened cookie values to remember, and the longest remembered: at
@@ -62,6 +65,30 @@ _secure_on_http_warned = False
 def _hash_id(session_id: bytes) -> str:
     """A short, one-way label for a session id, fit for log lines."""
     return hashlib.sha256(session_id).hexdigest()[:12]
+
+
+class _Remembered:
+    """What a cookie value opened to, kept for the requests that send it again.
+
+    The data is kept as bytes, and as a template (scalars shared, containers
+    packed) built on first use: the objects a handler gets are its own.
+    """
+
+    __slots__ = ("data_bytes", "head", "packed", "stale", "template")
+
+    def __init__(
+        self,
+        head: Payload,
+        data_bytes: bytes,
+        stale: bool,
+        template: dict[str, Any] | None,
+        packed: int,
+    ) -> None:
+        self.head = head
+        self.data_bytes = data_bytes
+        self.stale = stale
+        self.template = template
+        self.packed = packed
 
 
 class _Incoming:
@@ -221,7 +248,7 @@ class SessionMiddleware:
         # sends the same value on every request until it changes, and
         # authenticating identical bytes again would give the same answer.
         # Expiry and revocation are still checked on every request.
-        self._opened: dict[str, Opened] = {}
+        self._opened: OrderedDict[str, _Remembered] = OrderedDict()
         self._suffix = {
             True: f"; Path={self.options.path}" + self.options.suffix(secure=True),
             False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
@@ -294,7 +321,7 @@ class SessionMiddleware:
         # specific path first, so a stale copy may stand before the live one.
         for position, candidate in enumerate(incoming.candidates[:_MAX_CANDIDATES]):
             try:
-                payload, data, data_bytes, stale = self._open(candidate)
+                payload, template, packed, data_bytes, stale = self._open(candidate)
             except InvalidSession as exc:
                 incoming.reason = exc.reason
                 continue
@@ -308,50 +335,46 @@ class SessionMiddleware:
             incoming.reason = None
             chunked = position == incoming.chunked_at
             incoming.live = tuple(incoming.chunk_names) if chunked else (self.name,)
-            return Session._from_payload(payload, data, data_bytes, stale)
+            return Session._from_template(payload, template, packed, data_bytes, stale)
         if incoming.reason is not None:
             logger.debug("session cookie rejected: %s", incoming.reason.value)
         return Session()
 
-    def _open(self, token: str) -> tuple[Payload, dict[str, Any], bytes, bool]:
+    def _open(self, token: str) -> tuple[Payload, dict[str, Any], int, bytes, bool]:
         """`TokenCodec.open`, skipping the decryption of a value seen lately.
 
-        Returns the payload's header fields, its data, the data's bytes and
-        whether a key other than the primary sealed it.
+        Returns the payload's header fields, a template of its data for
+        `Session._from_template` with the number of packed values in it, the
+        data's bytes, and whether a key other than the primary sealed it.
         """
         now = self._clock()
         seen = self._opened.get(token)
         if seen is None:
             payload, data_bytes, stale = self._codec.open(token, now=now)
-            self._remember(token, payload, data_bytes, stale)
-            return payload, payload.data, data_bytes, stale
-        head = seen.payload
+            template, packed = _serialize.pack(payload.data)
+            payload.data = {}  # the template holds it now
+            if len(token) <= _CACHED_TOKEN_CHARS:
+                self._remember(
+                    token, _Remembered(payload, data_bytes, stale, template, packed)
+                )
+            return payload, template, packed, data_bytes, stale
+        head = seen.head
         if now >= head.expires_at():
-            del self._opened[token]
+            self._opened.pop(token, None)
             raise InvalidSession(Reason.EXPIRED)
-        # Fresh objects every time: the handler may change the data in place.
-        # These bytes passed the strict decoder when first seen (or came from
-        # the encoder), so the plain one reads them the same, faster.
-        return head, cbor2.loads(seen.data_bytes), seen.data_bytes, seen.stale_key
+        if seen.template is None:
+            # These bytes came from the encoder, after `validate`: the plain
+            # decoder reads them the same as the strict one, faster.
+            seen.template, seen.packed = _serialize.pack(cbor2.loads(seen.data_bytes))
+        return head, seen.template, seen.packed, seen.data_bytes, seen.stale
 
-    def _remember(
-        self, token: str, payload: Payload, data_bytes: bytes, stale: bool
-    ) -> None:
-        if len(token) > _CACHED_TOKEN_CHARS:
-            return
-        if len(self._opened) >= _CACHED_TOKENS:
-            del self._opened[next(iter(self._opened))]  # the oldest
-        # The data is kept as bytes only: the decoded objects belong to the
-        # request that has them, and its handler may change them in place.
-        head = Payload(
-            payload.session_id,
-            payload.issued_at_ms,
-            payload.absolute_expiry,
-            payload.idle_expiry,
-            payload.cookie,
-            payload.subject,
-        )
-        self._opened[token] = Opened(head, data_bytes, stale)
+    def _remember(self, token: str, entry: _Remembered) -> None:
+        opened = self._opened
+        if len(opened) >= _CACHED_TOKENS:
+            # The oldest goes; another thread may have emptied it meanwhile.
+            with contextlib.suppress(KeyError):
+                opened.popitem(last=False)
+        opened[token] = entry
 
     async def _check_revoked(
         self, store: RevocationStore, payload: Payload
@@ -476,15 +499,16 @@ class SessionMiddleware:
     ) -> tuple[str | None, int | None]:
         data_bytes: bytes | None = None
         changed = session._changed
-        if not changed and (session.modified or _holds_containers(session)):
+        if not changed:
             # Found by content, so `session["cart"].append(x)` counts and a
-            # write of the same value does not.
-            # TODO(#5): for sessions of nested lists and dicts this check
-            # (validate + encode, ~13 us at 1 KB) keeps reads above half of
-            # Starlette's cost; cbor2 encodes such data slower than json.
-            _serialize.validate(session)
-            data_bytes = _serialize.encode(session)
-            changed = data_bytes != session._original
+            # write of the same value does not. Values still packed cannot
+            # have changed; values the handler unpacked are compared alone.
+            if session.modified:
+                _serialize.validate(session)
+                data_bytes = _serialize.encode(session)
+                changed = data_bytes != session._original
+            elif session._thawed is not None:
+                changed = not _thawed_unchanged(session, session._thawed)
         refresh = (
             changed
             or self.rolling
@@ -523,8 +547,14 @@ class SessionMiddleware:
             _serialize.validate(payload.data)
             data_bytes = _serialize.encode(payload.data)
         token = self._codec.seal(payload, data_bytes)
-        # The browser sends this value back next: remember what it opens to.
-        self._remember(token, payload, data_bytes, stale=False)
+        if len(token) <= _CACHED_TOKEN_CHARS:
+            # The browser sends this value back next: remember what it opens
+            # to. The payload was made for this seal alone, so it is kept.
+            template, packed = _reusable_template(payload.data)
+            payload.data = {}
+            self._remember(
+                token, _Remembered(payload, data_bytes, False, template, packed)
+            )
         return token, (None if max_age is None else max(0, remaining))
 
     def _refresh_due(self, opened: Payload, max_age: int | None, now: float) -> bool:
@@ -672,13 +702,36 @@ def _cookie_options(
     return cookie
 
 
-def _holds_containers(session: Session) -> bool:
-    """Whether a value could have changed in place, unseen by the dict."""
-    # A plain loop: any() with a generator costs more on this per-request path.
-    for value in session.values():  # noqa: SIM110
-        if type(value) in _CONTAINERS:
-            return True
-    return False
+def _thawed_unchanged(session: Session, thawed: dict[str, Packed]) -> bool:
+    """Whether every value the handler unpacked still encodes as it came."""
+    for key, packed in thawed.items():
+        value = dict.get(session, key, _MISSING)
+        if (
+            value is _MISSING
+            or not _serialize.fits_value(value)
+            or _serialize.encode(value) != packed.cbor
+        ):
+            return False
+    return True
+
+
+def _reusable_template(data: dict[str, Any]) -> tuple[dict[str, Any] | None, int]:
+    """A template of freshly sealed data, if it can be had without encoding.
+
+    Exact scalars and values still packed are shared as they are. A list or
+    dict the handler built or unpacked, or a scalar subclass (stored as its
+    base type), leaves the template to be built from the bytes on first use.
+    """
+    packed = 0
+    for value in dict.values(data):
+        kind = type(value)
+        if kind is Packed:
+            packed += 1
+        elif kind not in _SCALARS:
+            return None, 0
+    # Not dict.copy(): on a subclass that defines __iter__ it reads through
+    # __getitem__, which would unpack every value.
+    return dict(dict.items(data)), packed
 
 
 def _emptied(session: Session) -> bool:

@@ -23,7 +23,16 @@ import cbor2
 
 from cookiesession._errors import SessionDataError
 
-__all__ = ["MAX_DEPTH", "decode_one", "decode_pair", "encode", "validate"]
+__all__ = [
+    "MAX_DEPTH",
+    "Packed",
+    "decode_one",
+    "decode_pair",
+    "encode",
+    "fits_value",
+    "pack",
+    "validate",
+]
 
 #: Containers (lists, tuples, dicts) may nest this deep inside the session.
 MAX_DEPTH = 32
@@ -53,6 +62,48 @@ _local = threading.local()
 _DECODE_ERRORS = (cbor2.CBORError, ValueError, TypeError, EOFError, RecursionError)
 
 
+class Packed:
+    """A top-level list or dict of a session, kept as its CBOR encoding.
+
+    A session read from a cookie holds these in place of its containers until
+    the handler reads them (see `Session`): most requests read a user id and
+    never look at the cart. The bytes are this module's own encoding of data
+    that passed `validate` or the strict decoder, so they encode back as
+    themselves and decode with the plain decoder.
+    """
+
+    __slots__ = ("cbor",)
+
+    def __init__(self, cbor: bytes) -> None:
+        self.cbor = cbor
+
+    def __repr__(self) -> str:
+        # Never the bytes: they are session data.
+        return "<cookiesession value not read yet; use dict(session) to read all>"
+
+    def thaw(self) -> Any:
+        """A fresh copy of the value."""
+        return cbor2.loads(self.cbor)
+
+
+def pack(data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """`data` with each list or dict value replaced by a `Packed` copy.
+
+    `data` must be valid session data with exact types (decoded, or checked
+    by `validate`). Returns the new dict and how many values were packed.
+    """
+    template: dict[str, Any] = {}
+    packed = 0
+    for key, value in data.items():
+        kind = type(value)
+        if kind is list or kind is dict or kind is tuple:
+            template[key] = Packed(encode(value))
+            packed += 1
+        else:
+            template[key] = value
+    return template, packed
+
+
 def _path(parts: list[str | int]) -> str:
     return "session" + "".join(f"[{p!r}]" for p in parts)
 
@@ -68,9 +119,15 @@ def validate(data: dict[str, Any]) -> None:
     """
     # The fast walk answers yes or no; only a "no" pays for the second walk
     # that tracks the key path for the message.
-    if not _fits(data.items(), 1):
-        # The top level may be a dict subclass (the Session itself).
-        _check(dict(data) if type(data) is not dict else data, [], 0)
+    if not _fits(dict.items(data), 1):  # type: ignore[arg-type]
+        # The top level may be a dict subclass (the Session itself); read
+        # its storage as it is, packed values included.
+        _check(dict(dict.items(data)) if type(data) is not dict else data, [], 0)
+
+
+def fits_value(value: object) -> bool:
+    """Whether `value` may be stored under a key of the session."""
+    return type(value) in _PLAIN or _fits_other(value, 1)
 
 
 _PLAIN = frozenset({str, float, bool, bytes, type(None)})
@@ -104,7 +161,8 @@ def _fits_other(value: object, depth: int) -> bool:
         return _fits(value.items(), depth + 1)  # type: ignore[attr-defined]
     if kind is list or kind is tuple:
         return _fits_sequence(value, depth + 1)  # type: ignore[arg-type]
-    return False
+    # A value the session has not unpacked: valid when it was packed.
+    return kind is Packed
 
 
 def _check(value: object, parts: list[str | int], depth: int) -> None:
@@ -131,7 +189,7 @@ def _check(value: object, parts: list[str | int], depth: int) -> None:
                 _check(item, parts, depth + 1)
                 parts.pop()
         return
-    if kind is bytes:
+    if kind is bytes or kind is Packed:
         return
     base = _as_base(value)
     if base is None:
@@ -154,7 +212,12 @@ def _as_base(value: object) -> str | int | float | bytes | None:
 
 
 def _encode_subclass(encoder: cbor2.CBOREncoder, value: object) -> None:
-    # Only reached for scalar subclasses that `validate` admitted.
+    # Only reached for what `validate` admitted beyond the exact types: a
+    # packed value goes out as the bytes it holds, a scalar subclass as its
+    # base type.
+    if type(value) is Packed:
+        encoder.write(value.cbor)
+        return
     encoder.encode(_as_base(value))
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from cookiesession import _serialize
 from cookiesession._options import seconds
+from cookiesession._serialize import Packed
 from cookiesession._token import Payload, new_session_id
 
 __all__ = ["Session", "SessionCookie"]
@@ -56,6 +57,12 @@ class Session(dict[str, Any]):
 
     Changes are found by content, so a nested change such as
     `session["cart"].append(item)` is saved like a top-level assignment.
+
+    A session read from a cookie decodes its lists and dicts when the handler
+    first reads them, through any dict method or operator (`session["cart"]`,
+    `.get()`, `.items()`, `dict(session)`, `json.dumps(session)`...). C code
+    that reads a dict's storage directly, such as `orjson.dumps(session)`,
+    needs `dict(session)` instead.
     """
 
     # Per-request state lives in class-level defaults, so that building a
@@ -77,12 +84,25 @@ class Session(dict[str, Any]):
     _force_save = False
     _touch = False
     _sign_out_subject: str | None = None
+    #: Values unpacked by the handler, with the bytes they came from.
+    _thawed: dict[str, Packed] | None = None
+    _packed_left = 0
 
     @classmethod
-    def _from_payload(
-        cls, payload: Payload, data: dict[str, Any], original: bytes, stale: bool
+    def _from_template(
+        cls,
+        payload: Payload,
+        template: dict[str, Any],
+        packed: int,
+        original: bytes,
+        stale: bool,
     ) -> Session:
-        session = cls(data)
+        """The session for a cookie, its containers still packed."""
+        if packed:
+            session: Session = _PackedSession(template)
+            session._packed_left = packed
+        else:
+            session = cls(template)
         session._original = original
         session._stale_key = stale
         session._session_id = payload.session_id
@@ -175,6 +195,7 @@ class Session(dict[str, Any]):
         self._force_save = False
         self._touch = False
         self._changed = False
+        self._thawed = None
         self.clear()
 
     def save(self) -> None:
@@ -262,3 +283,100 @@ class Session(dict[str, Any]):
     def __repr__(self) -> str:
         # Values and the id stay out of reprs, which end up in logs.
         return f"Session(keys={list(self)!r})"
+
+
+_MISSING: Any = object()
+
+
+class _PackedSession(Session):
+    """A session whose list and dict values are unpacked on first read.
+
+    Every way Python code can reach a value goes through one of the methods
+    below, which unpacks it first and records it for the change check. Once
+    nothing is left packed, the instance becomes a plain `Session`; so the
+    methods name `Session` and `dict` explicitly, never `super()`.
+    """
+
+    def _thaw(self, key: str, packed: Packed) -> Any:
+        value = packed.thaw()
+        dict.__setitem__(self, key, value)
+        if self._thawed is None:
+            self._thawed = {}
+        self._thawed[key] = packed
+        self._packed_left -= 1
+        if self._packed_left <= 0:
+            self.__class__ = Session  # type: ignore[assignment]
+        return value
+
+    def _thaw_all(self) -> None:
+        for key, value in list(dict.items(self)):
+            if type(value) is Packed:
+                self._thaw(key, value)
+        self.__class__ = Session  # type: ignore[assignment]
+
+    def __getitem__(self, key: str) -> Any:
+        value = dict.__getitem__(self, key)
+        if type(value) is Packed:
+            return self._thaw(key, value)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = dict.get(self, key, _MISSING)
+        if value is _MISSING:
+            return default
+        if type(value) is Packed:
+            return self._thaw(key, value)
+        return value
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        if key in self:
+            return self[key]
+        return Session.setdefault(self, key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key in self:
+            self[key]
+        return Session.pop(self, key, *default)
+
+    def popitem(self) -> tuple[str, Any]:
+        self._thaw_all()
+        return Session.popitem(self)
+
+    def values(self) -> Any:
+        self._thaw_all()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._thaw_all()
+        return dict.items(self)
+
+    def copy(self) -> dict[str, Any]:
+        self._thaw_all()
+        return dict.copy(self)
+
+    def __iter__(self) -> Any:
+        # Defined only so that dict(session), {**session} and f(**session)
+        # read values through __getitem__ instead of the storage.
+        return dict.__iter__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._thaw_all()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._thaw_all()
+        return dict.__ne__(self, other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __or__(self, other: Any) -> Any:
+        self._thaw_all()
+        return dict.__or__(self, other)
+
+    def __ror__(self, other: Any) -> Any:
+        self._thaw_all()
+        return dict.__ror__(self, other)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        self._thaw_all()
+        return Session.__reduce_ex__(self, protocol)

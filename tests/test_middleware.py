@@ -1032,8 +1032,8 @@ def test_a_value_this_middleware_sealed_opens_without_decrypting(
         raise AssertionError("decrypted again")
 
     monkeypatch.setattr(TokenCodec, "open", no_decryption)
-    _, data, _, stale = middleware._open(client.cookies["session"])
-    assert data == {"user": "alice"}
+    _, template, _, _, stale = middleware._open(client.cookies["session"])
+    assert template == {"user": "alice"}
     assert stale is False
 
 
