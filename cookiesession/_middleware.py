@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from email.utils import formatdate
@@ -67,6 +65,12 @@ def _hash_id(session_id: bytes) -> str:
     return hashlib.sha256(session_id).hexdigest()[:12]
 
 
+# What `_open` gives: the payload's header fields, a template of its data for
+# `Session._from_template` with the number of packed values in it, the data's
+# bytes, and whether a key other than the primary sealed it.
+_Opened = tuple[Payload, dict[str, Any], int, bytes, bool]
+
+
 class _Remembered:
     """What a cookie value opened to, kept for the requests that send it again.
 
@@ -92,31 +96,27 @@ class _Remembered:
 
 
 class _Incoming:
-    """The session cookies a request brought: names, and the value to open."""
+    """The session cookies a request brought: names, and the values to open.
 
-    __slots__ = (
-        "candidates",
-        "chunk_names",
-        "chunked_at",
-        "live",
-        "names",
-        "reason",
-        "unchecked",
-    )
+    Like `Session`, the rarely set fields are class-level defaults, so that
+    building one per request costs two assignments.
+    """
 
-    def __init__(self) -> None:
+    #: Position in `candidates` of the reassembled chunks, if any.
+    chunked_at = -1
+    #: Names of the chunk cookies, in the order sent.
+    chunk_names: list[str] | tuple[()] = ()
+    #: The value that opened came from the chunks (not the single cookie).
+    chunked = False
+    reason: Reason | None = None
+    #: A valid session set aside because the revocation store was down.
+    unchecked: Payload | None = None
+
+    def __init__(self, names: list[str], candidates: list[str]) -> None:
         #: Every session cookie name the request sent (to expire if stale).
-        self.names: list[str] = []
+        self.names = names
         #: Token texts to try, in order: each copy of `name`, else the chunks.
-        self.candidates: list[str] = []
-        self.chunk_names: list[str] = []
-        #: Position in `candidates` of the reassembled chunks, if any.
-        self.chunked_at = -1
-        #: The names that carried the token that opened.
-        self.live: tuple[str, ...] = ()
-        self.reason: Reason | None = None
-        #: A valid session set aside because the revocation store was down.
-        self.unchecked: Payload | None = None
+        self.candidates = candidates
 
 
 class SessionMiddleware:
@@ -244,11 +244,19 @@ class SessionMiddleware:
             self._keys, self.name, max_chars=max_chunks * COOKIE_LINE_LIMIT
         )
         self._chunk_prefix = self.name + "."
+        # Every session cookie name contains this, chunks included.
+        self._name_bytes = self.name.encode("latin-1")
+        self._single = [self.name]
+        self._secure = self.options.secure
         # Cookie values opened lately, with what they opened to: a browser
         # sends the same value on every request until it changes, and
         # authenticating identical bytes again would give the same answer.
         # Expiry and revocation are still checked on every request.
-        self._opened: OrderedDict[str, _Remembered] = OrderedDict()
+        # Two generations, each of at most half the entries: when the recent
+        # one fills up it becomes the older one, and the older one is let go
+        # whole. Cheaper per request than evicting entries one by one.
+        self._recent: dict[str, _Remembered] = {}
+        self._older: dict[str, _Remembered] = {}
         self._suffix = {
             True: f"; Path={self.options.path}" + self.options.suffix(secure=True),
             False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
@@ -264,37 +272,51 @@ class SessionMiddleware:
             return
 
         incoming = self._read_cookies(scope)
-        session = await self._load(incoming)
+        store = self.revocation
+        if store is None:
+            session = self._load(incoming)
+        else:
+            session = await self._load_checked(incoming, store)
         scope["session"] = session
         start = "http.response.start" if kind == "http" else "websocket.accept"
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == start:
-                await self._commit(scope, session, incoming, message)
+                if store is None:
+                    self._commit(scope, session, incoming, message)
+                else:
+                    await self._commit_checked(store, scope, session, incoming, message)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
 
     def _read_cookies(self, scope: Scope) -> _Incoming:
-        incoming = _Incoming()
-        name, prefix = self.name, self._chunk_prefix
-        chunks: dict[int, str] = {}
+        names: list[str] = []
+        candidates: list[str] = []
+        chunks: dict[int, str] | None = None
+        chunk_names: list[str] = []
+        name, prefix, marker = self.name, self._chunk_prefix, self._name_bytes
         for key, raw in scope["headers"]:
-            if key != b"cookie":
+            # Most Cookie headers hold no cookie of ours: skip those unparsed.
+            if key != b"cookie" or marker not in raw:
                 continue
             for part in raw.decode("latin-1").split(";"):
                 cookie_name, _, value = part.partition("=")
                 cookie_name = cookie_name.strip()
                 if cookie_name == name:
-                    incoming.names.append(name)
-                    incoming.candidates.append(value.strip().strip('"'))
+                    names.append(name)
+                    candidates.append(value.strip().strip('"'))
                 elif cookie_name.startswith(prefix):
                     index = self._chunk_index(cookie_name[len(prefix) :])
                     if index is not None:
-                        incoming.names.append(cookie_name)
-                        incoming.chunk_names.append(cookie_name)
+                        names.append(cookie_name)
+                        chunk_names.append(cookie_name)
+                        if chunks is None:
+                            chunks = {}
                         chunks.setdefault(index, value.strip().strip('"'))
+        incoming = _Incoming(names, candidates)
         if chunks:
+            incoming.chunk_names = chunk_names
             # Reassemble in numeric order (name.10 after name.9); a gap means
             # a chunk went missing, and a missing chunk means no session.
             # Tried after any single cookie, which a stale copy may be.
@@ -302,8 +324,8 @@ class SessionMiddleware:
             if max(chunks) != count - 1:
                 incoming.reason = Reason.MALFORMED
             else:
-                incoming.chunked_at = len(incoming.candidates)
-                incoming.candidates.append("".join(chunks[i] for i in range(count)))
+                incoming.chunked_at = len(candidates)
+                candidates.append("".join(chunks[i] for i in range(count)))
         return incoming
 
     def _chunk_index(self, text: str) -> int | None:
@@ -316,39 +338,49 @@ class SessionMiddleware:
             return None
         return index
 
-    async def _load(self, incoming: _Incoming) -> Session:
-        # Browsers send every cookie whose path and domain match, most
-        # specific path first, so a stale copy may stand before the live one.
-        for position, candidate in enumerate(incoming.candidates[:_MAX_CANDIDATES]):
+    def _load(self, incoming: _Incoming) -> Session:
+        """The session of the first candidate that opens (no revocation)."""
+        found = self._first_open(incoming, 0)
+        if found is None:
+            return _rejected(incoming)
+        return _accept(incoming, *found)
+
+    async def _load_checked(
+        self, incoming: _Incoming, store: RevocationStore
+    ) -> Session:
+        """`_load`, with each opened session checked against `store`."""
+        position = 0
+        while (found := self._first_open(incoming, position)) is not None:
+            position, opened = found
+            reason = await self._check_revoked(store, opened[0])
+            if reason is None:
+                return _accept(incoming, position, opened)
+            incoming.reason = reason
+            if reason is Reason.STORE_UNAVAILABLE:
+                incoming.unchecked = opened[0]
+            position += 1
+        return _rejected(incoming)
+
+    def _first_open(
+        self, incoming: _Incoming, start: int
+    ) -> tuple[int, _Opened] | None:
+        """The first candidate from `start` on that opens, with its position.
+
+        Browsers send every cookie whose path and domain match, most specific
+        path first, so a stale copy may stand before the live one.
+        """
+        candidates = incoming.candidates
+        for position in range(start, min(len(candidates), _MAX_CANDIDATES)):
             try:
-                payload, template, packed, data_bytes, stale = self._open(candidate)
+                return position, self._open(candidates[position])
             except InvalidSession as exc:
                 incoming.reason = exc.reason
-                continue
-            if self.revocation is not None:
-                reason = await self._check_revoked(self.revocation, payload)
-                if reason is not None:
-                    incoming.reason = reason
-                    if reason is Reason.STORE_UNAVAILABLE:
-                        incoming.unchecked = payload
-                    continue
-            incoming.reason = None
-            chunked = position == incoming.chunked_at
-            incoming.live = tuple(incoming.chunk_names) if chunked else (self.name,)
-            return Session._from_template(payload, template, packed, data_bytes, stale)
-        if incoming.reason is not None:
-            logger.debug("session cookie rejected: %s", incoming.reason.value)
-        return Session()
+        return None
 
-    def _open(self, token: str) -> tuple[Payload, dict[str, Any], int, bytes, bool]:
-        """`TokenCodec.open`, skipping the decryption of a value seen lately.
-
-        Returns the payload's header fields, a template of its data for
-        `Session._from_template` with the number of packed values in it, the
-        data's bytes, and whether a key other than the primary sealed it.
-        """
+    def _open(self, token: str) -> _Opened:
+        """`TokenCodec.open`, skipping the decryption of a value seen lately."""
         now = self._clock()
-        seen = self._opened.get(token)
+        seen = self._recent.get(token) or self._older.get(token)
         if seen is None:
             payload, data_bytes, stale = self._codec.open(token, now=now)
             template, packed = _serialize.pack(payload.data)
@@ -359,8 +391,10 @@ class SessionMiddleware:
                 )
             return payload, template, packed, data_bytes, stale
         head = seen.head
-        if now >= head.expires_at():
-            self._opened.pop(token, None)
+        idle = head.idle_expiry
+        if now >= head.absolute_expiry or (idle is not None and now >= idle):
+            self._recent.pop(token, None)
+            self._older.pop(token, None)
             raise InvalidSession(Reason.EXPIRED)
         if seen.template is None:
             # These bytes came from the encoder, after `validate`: the plain
@@ -369,12 +403,11 @@ class SessionMiddleware:
         return head, seen.template, seen.packed, seen.data_bytes, seen.stale
 
     def _remember(self, token: str, entry: _Remembered) -> None:
-        opened = self._opened
-        if len(opened) >= _CACHED_TOKENS:
-            # The oldest goes; another thread may have emptied it meanwhile.
-            with contextlib.suppress(KeyError):
-                opened.popitem(last=False)
-        opened[token] = entry
+        recent = self._recent
+        if len(recent) >= _CACHED_TOKENS // 2:
+            self._older = recent
+            self._recent = recent = {}
+        recent[token] = entry
 
     async def _check_revoked(
         self, store: RevocationStore, payload: Payload
@@ -405,54 +438,89 @@ class SessionMiddleware:
 
     # -- response ---------------------------------------------------------
 
-    async def _commit(
-        self, scope: Scope, session: Session, incoming: _Incoming, message: Message
+    def _commit(
+        self,
+        scope: Scope,
+        session: Session,
+        incoming: _Incoming,
+        message: Message,
+        first_ms: int = 0,
     ) -> None:
-        if not (session or incoming.names or self.save_uninitialized) and not (
-            session._retired or session._changed or session._force_save
-        ):
+        """Decide what the response sends, seal it, and set the headers.
+
+        A new session is issued no earlier than `first_ms`, so that one made
+        right after a sign-out everywhere is not caught by it.
+        """
+        if _untouched(session, incoming, self.save_uninitialized):
             # The common case of a visitor without a session: nothing to
             # seal, expire or revoke.
             if session.accessed:
                 _apply_headers(message, [], vary=True)
             return
         now = self._clock()
-        if incoming.unchecked is not None and session._retired:
-            # Logout while the store was down: the handler saw an empty
-            # session, but the cookie it ends is the one set aside. Revoke
-            # that one (the store may be back) and let the cookie go.
-            session._history = (*session._history, incoming.unchecked)
-        first_ms = 0
-        if self.revocation is not None:
-            first_ms = await self._write_revocations(self.revocation, session, now)
         token, max_age = self._token_for(session, now, first_ms)
 
-        secure = self.options.secure is True or (
-            self.options.secure == "auto" and scope.get("scheme") in _SECURE_SCHEMES
-        )
-        lines: list[tuple[str, str]] = []
-        if token is not None:
+        secure = self._secure
+        if secure is not True:
+            secure = secure == "auto" and scope.get("scheme") in _SECURE_SCHEMES
+        if token is None:
+            lines: list[tuple[str, str]] = []
+        else:
             if secure and scope.get("scheme") not in _SECURE_SCHEMES:
                 _warn_secure_on_http()
-            lines = self._cookie_lines(token, max_age, secure)
-        # Expire whatever the request brought that this response neither
-        # rewrites nor still relies on: a rejected cookie, an emptied or
-        # destroyed session, stale chunks. A cookie ignored only because the
-        # revocation store was down is kept: it works again when the store
-        # is back.
+            lines = self._cookie_lines(token, max_age, secure, now)
+        names = incoming.names
+        if names and not (len(lines) == 1 and names == self._single):
+            self._expire_stale(session, incoming, token, lines, secure)
+        if lines or session.accessed:
+            _apply_headers(message, lines, session.accessed)
+
+    def _expire_stale(
+        self,
+        session: Session,
+        incoming: _Incoming,
+        token: str | None,
+        lines: list[tuple[str, str]],
+        secure: bool,
+    ) -> None:
+        """Add to `lines` the expiry of every session cookie no longer used.
+
+        That is whatever the request brought that this response neither
+        rewrites nor still relies on: a rejected cookie, an emptied or
+        destroyed session, stale chunks. A cookie ignored only because the
+        revocation store was down is kept: it works again when the store is
+        back.
+        """
         keep = {cookie_name for cookie_name, _ in lines}
         if token is None:
             if incoming.reason is Reason.STORE_UNAVAILABLE and not session._retired:
                 keep.update(incoming.names)
             elif session._opened is not None and not _emptied(session):
-                keep.update(incoming.live)
+                keep.update(incoming.chunk_names if incoming.chunked else (self.name,))
         for cookie_name in incoming.names:
             if cookie_name not in keep:
                 keep.add(cookie_name)
                 lines.append((cookie_name, self._expired_line(cookie_name, secure)))
 
-        if lines or session.accessed:
-            _apply_headers(message, lines, session.accessed)
+    async def _commit_checked(
+        self,
+        store: RevocationStore,
+        scope: Scope,
+        session: Session,
+        incoming: _Incoming,
+        message: Message,
+    ) -> None:
+        """`_commit`, after writing the revocations the handler asked for."""
+        if _untouched(session, incoming, self.save_uninitialized):
+            self._commit(scope, session, incoming, message)
+            return
+        if incoming.unchecked is not None and session._retired:
+            # Logout while the store was down: the handler saw an empty
+            # session, but the cookie it ends is the one set aside. Revoke
+            # that one (the store may be back) and let the cookie go.
+            session._history = (*session._history, incoming.unchecked)
+        first_ms = await self._write_revocations(store, session, self._clock())
+        self._commit(scope, session, incoming, message, first_ms)
 
     def _token_for(
         self, session: Session, now: float, first_ms: int = 0
@@ -518,13 +586,13 @@ class SessionMiddleware:
         if not (refresh or self.resave or session._force_save or session._stale_key):
             return None, None
         payload = Payload(
-            session_id=opened.session_id,
-            issued_at_ms=opened.issued_at_ms,
-            absolute_expiry=opened.absolute_expiry,
-            idle_expiry=opened.idle_expiry,
-            cookie=session._overrides,
-            subject=session.subject,
-            data=session,
+            opened.session_id,
+            opened.issued_at_ms,
+            opened.absolute_expiry,
+            opened.idle_expiry,
+            session._overrides,
+            session._subject,
+            session,
         )
         return self._seal(payload, data_bytes, max_age, now, refresh=refresh)
 
@@ -537,9 +605,10 @@ class SessionMiddleware:
         *,
         refresh: bool,
     ) -> tuple[str | None, int | None]:
+        seconds_now = int(now)
         if refresh and max_age is not None:
-            payload.idle_expiry = min(int(now) + max_age, payload.absolute_expiry)
-        remaining = payload.expires_at() - int(now)
+            payload.idle_expiry = min(seconds_now + max_age, payload.absolute_expiry)
+        remaining = payload.expires_at() - seconds_now
         if remaining <= 0 and (max_age is None or max_age > 0):
             # The session reached its absolute lifetime: let the cookie go.
             return None, None
@@ -607,10 +676,10 @@ class SessionMiddleware:
 
     # -- Set-Cookie lines ---------------------------------------------------
 
-    def _attributes(self, max_age: int | None, secure: bool) -> str:
+    def _attributes(self, max_age: int | None, secure: bool, now: float) -> str:
         if max_age is None:
             return self._suffix[secure]
-        expires_at = int(self._clock()) + max_age
+        expires_at = int(now) + max_age
         cached_at, expires = self._expires_cache
         if cached_at != expires_at:
             expires = formatdate(expires_at, usegmt=True)
@@ -624,9 +693,9 @@ class SessionMiddleware:
         return f"{cookie_name}={_EXPIRED}{self._suffix[secure]}"
 
     def _cookie_lines(
-        self, token: str, max_age: int | None, secure: bool
+        self, token: str, max_age: int | None, secure: bool, now: float
     ) -> list[tuple[str, str]]:
-        attributes = self._attributes(max_age, secure)
+        attributes = self._attributes(max_age, secure, now)
         single = f"{self.name}={token}{attributes}"
         if _LINE_PREFIX + len(single) <= COOKIE_LINE_LIMIT:
             return [(self.name, single)]
@@ -734,6 +803,27 @@ def _reusable_template(data: dict[str, Any]) -> tuple[dict[str, Any] | None, int
     return dict(dict.items(data)), packed
 
 
+def _untouched(session: Session, incoming: _Incoming, save_uninitialized: bool) -> bool:
+    """A request that brought no session cookie and left the session alone."""
+    return not (session or incoming.names or save_uninitialized) and not (
+        session._retired or session._changed or session._force_save
+    )
+
+
+def _accept(incoming: _Incoming, position: int, opened: _Opened) -> Session:
+    """The session of the candidate at `position`, which opened."""
+    incoming.reason = None
+    incoming.chunked = position == incoming.chunked_at
+    return Session._from_template(*opened)
+
+
+def _rejected(incoming: _Incoming) -> Session:
+    """The fresh session for a request whose cookies did not open."""
+    if incoming.reason is not None:
+        logger.debug("session cookie rejected: %s", incoming.reason.value)
+    return Session()
+
+
 def _emptied(session: Session) -> bool:
     """An opened session whose data the handler removed."""
     return not session and session._original != _EMPTY_MAP
@@ -769,14 +859,19 @@ def _warn_secure_on_http() -> None:
 
 
 def _apply_headers(message: Message, lines: list[tuple[str, str]], vary: bool) -> None:
-    ours = {cookie_name.encode("latin-1") + b"=" for cookie_name, _ in lines}
     headers: list[tuple[bytes, bytes]] = []
     has_vary = False
+    ours: set[bytes] | None = None
     for key, value in message.get("headers", ()):
         lowered = key.lower()
-        if lowered == b"set-cookie" and value.split(b"=", 1)[0] + b"=" in ours:
-            continue  # one Set-Cookie per cookie name: the session's wins
-        if vary and lowered == b"vary":
+        if lowered == b"set-cookie":
+            if ours is None:
+                ours = {
+                    cookie_name.encode("latin-1") + b"=" for cookie_name, _ in lines
+                }
+            if value.split(b"=", 1)[0] + b"=" in ours:
+                continue  # one Set-Cookie per cookie name: the session's wins
+        elif vary and lowered == b"vary":
             has_vary = True
             if b"cookie" not in value.lower() and value.strip() != b"*":
                 headers.append((key, value + b", Cookie"))
@@ -784,6 +879,5 @@ def _apply_headers(message: Message, lines: list[tuple[str, str]], vary: bool) -
         headers.append((key, value))
     if vary and not has_vary:
         headers.append((b"vary", b"Cookie"))
-    for _, line in lines:
-        headers.append((b"set-cookie", line.encode("latin-1")))
+    headers += [(b"set-cookie", line.encode("latin-1")) for _, line in lines]
     message["headers"] = headers

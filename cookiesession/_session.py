@@ -71,7 +71,6 @@ class Session(dict[str, Any]):
     accessed = False
     modified = False
     _session_id: bytes | None = None
-    _issued_at_ms = 0
     _subject: str | None = None
     _overrides: dict[str, Any] | None = None
     _opened: Payload | None = None
@@ -106,7 +105,6 @@ class Session(dict[str, Any]):
         session._original = original
         session._stale_key = stale
         session._session_id = payload.session_id
-        session._issued_at_ms = payload.issued_at_ms
         session._subject = payload.subject
         session._overrides = payload.cookie
         session._opened = payload
@@ -189,7 +187,6 @@ class Session(dict[str, Any]):
             self._history = (*self._history, self._opened)
         self._opened = None
         self._session_id = None
-        self._issued_at_ms = 0
         self._subject = None
         self._overrides = None
         self._force_save = False
@@ -245,8 +242,10 @@ class Session(dict[str, Any]):
         self.modified = True
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self.mark_modified()
-        super().__setitem__(key, value)
+        # mark_modified(), inlined: this is the write every handler makes.
+        self.accessed = True
+        self.modified = True
+        dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
         self.mark_modified()

@@ -149,39 +149,34 @@ def _b64decode(text: str) -> bytes:
 # milliseconds that needs 8 bytes, expiry times in seconds that need 4, no
 # cookie override and no subject. Equal, byte for byte, to what the general
 # encoder gives (a test checks); anything else goes to that encoder.
-_COMMON_HEADER = struct.Struct(">BB16sBQBI")
-_COMMON_IDLE = struct.Struct(">BI")
-_NO_IDLE = b"\xf6"  # CBOR null
-_NO_OVERRIDES_NO_SUBJECT = b"\xf6\xf6"
+_COMMON_HEADER = struct.Struct(">BB16sBQBIBIBB")
+_NO_IDLE_HEADER = struct.Struct(">BB16sBQBIBBB")
 _MS_MIN, _MS_MAX = 1 << 32, 1 << 64
 _S_MIN, _S_MAX = 1 << 16, 1 << 32
 
 
 def _header_bytes(payload: Payload) -> bytes:
     """CBOR of `payload.header()`."""
-    iat, absolute, idle = (
-        payload.issued_at_ms,
-        payload.absolute_expiry,
-        payload.idle_expiry,
-    )
+    # 0x86: array of 6; 0x50: 16-byte string; 0x1b/0x1a: 8/4-byte uint;
+    # 0xf6: null.
     if (
         payload.cookie is None
         and payload.subject is None
-        and _MS_MIN <= iat < _MS_MAX
-        and _S_MIN <= absolute < _S_MAX
+        and _MS_MIN <= payload.issued_at_ms < _MS_MAX
+        and _S_MIN <= payload.absolute_expiry < _S_MAX
         and len(payload.session_id) == SESSION_ID_SIZE
     ):
+        idle = payload.idle_expiry
         if idle is None:
-            tail = _NO_IDLE
-        elif _S_MIN <= idle < _S_MAX:
-            tail = _COMMON_IDLE.pack(0x1A, idle)
-        else:
-            return _serialize.encode(payload.header())
-        # 0x86: array of 6; 0x50: 16-byte string; 0x1b/0x1a: 8/4-byte uint.
-        head = _COMMON_HEADER.pack(
-            0x86, 0x50, payload.session_id, 0x1B, iat, 0x1A, absolute
-        )
-        return head + tail + _NO_OVERRIDES_NO_SUBJECT
+            return _NO_IDLE_HEADER.pack(
+                0x86, 0x50, payload.session_id, 0x1B, payload.issued_at_ms,
+                0x1A, payload.absolute_expiry, 0xF6, 0xF6, 0xF6,
+            )  # fmt: skip
+        if _S_MIN <= idle < _S_MAX:
+            return _COMMON_HEADER.pack(
+                0x86, 0x50, payload.session_id, 0x1B, payload.issued_at_ms,
+                0x1A, payload.absolute_expiry, 0x1A, idle, 0xF6, 0xF6,
+            )  # fmt: skip
     return _serialize.encode(payload.header())
 
 
