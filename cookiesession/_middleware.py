@@ -248,6 +248,7 @@ class SessionMiddleware:
         self._name_bytes = self.name.encode("latin-1")
         self._single = [self.name]
         self._secure = self.options.secure
+        self._max_age = self.options.max_age_seconds
         # Cookie values opened lately, with what they opened to: a browser
         # sends the same value on every request until it changes, and
         # authenticating identical bytes again would give the same answer.
@@ -470,7 +471,15 @@ class SessionMiddleware:
                 _warn_secure_on_http()
             lines = self._cookie_lines(token, max_age, secure, now)
         names = incoming.names
-        if names and not (len(lines) == 1 and names == self._single):
+        if names and not (
+            # The usual request: one cookie, rewritten or still the live one.
+            names == self._single
+            and (
+                len(lines) == 1
+                if token is not None
+                else session._opened is not None and not _emptied(session)
+            )
+        ):
             self._expire_stale(session, incoming, token, lines, secure)
         if lines or session.accessed:
             _apply_headers(message, lines, session.accessed)
@@ -531,9 +540,7 @@ class SessionMiddleware:
         right after a sign-out everywhere is not caught by it.
         """
         overrides = session._overrides
-        max_age = (
-            self.options.max_age_seconds if overrides is None else overrides["max_age"]
-        )
+        max_age = self._max_age if overrides is None else overrides["max_age"]
         opened = session._opened
         if opened is None:
             # A new session, or one that destroy()/regenerate() replaced.
@@ -581,7 +588,10 @@ class SessionMiddleware:
             changed
             or self.rolling
             or session._touch
-            or self._refresh_due(opened, max_age, now)
+            or (
+                self.refresh_after is not None
+                and self._refresh_due(opened, max_age, now)
+            )
         )
         if not (refresh or self.resave or session._force_save or session._stale_key):
             return None, None
@@ -615,6 +625,10 @@ class SessionMiddleware:
         if data_bytes is None:
             _serialize.validate(payload.data)
             data_bytes = _serialize.encode(payload.data)
+        # TODO(#5): a request that writes adds about 0.6x of what Starlette's
+        # middleware adds, not the 0.5x aimed for. The seal itself (a nonce
+        # from the kernel, AES-GCM, header and base64) is about a third of
+        # it; the rest is Python spread thin over this path.
         token = self._codec.seal(payload, data_bytes)
         if len(token) <= _CACHED_TOKEN_CHARS:
             # The browser sends this value back next: remember what it opens
