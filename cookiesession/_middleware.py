@@ -42,7 +42,8 @@ _LINE_PREFIX = len("Set-Cookie: ")
 # More copies of the session cookie than this (different paths or domains)
 # are not tried, so a request cannot make the server decrypt without bound.
 _MAX_CANDIDATES = 3
-_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+# What a template may hold as it is: exact scalars, and values still packed.
+_TEMPLATE_KINDS = frozenset({str, int, float, bool, bytes, type(None), Packed})
 _MISSING: Any = object()
 _SECURE_SCHEMES = ("https", "wss")
 _EMPTY_MAP = b"\xa0"  # CBOR for {}
@@ -262,7 +263,9 @@ class SessionMiddleware:
             True: f"; Path={self.options.path}" + self.options.suffix(secure=True),
             False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
         }
-        self._expires_cache: tuple[int, str] = (0, "")
+        # The last attributes built: (expiry second, Max-Age, Secure, text).
+        # Every cookie sent within one second with one lifetime shares them.
+        self._attributes_cache: tuple[int, int, bool, str] = (0, -1, False, "")
 
     # -- request ----------------------------------------------------------
 
@@ -694,12 +697,13 @@ class SessionMiddleware:
         if max_age is None:
             return self._suffix[secure]
         expires_at = int(now) + max_age
-        cached_at, expires = self._expires_cache
-        if cached_at != expires_at:
+        cached_at, cached_age, cached_secure, text = self._attributes_cache
+        if cached_at != expires_at or cached_age != max_age or cached_secure != secure:
             expires = formatdate(expires_at, usegmt=True)
-            self._expires_cache = (expires_at, expires)
-        # Max-Age first: Starlette's tests look for "; Max-Age=N;".
-        return f"; Max-Age={max_age}; Expires={expires}" + self._suffix[secure]
+            # Max-Age first: Starlette's tests look for "; Max-Age=N;".
+            text = f"; Max-Age={max_age}; Expires={expires}" + self._suffix[secure]
+            self._attributes_cache = (expires_at, max_age, secure, text)
+        return text
 
     def _expired_line(self, cookie_name: str, secure: bool) -> str:
         # The same attributes as the cookie it deletes (Path, Domain,
@@ -805,16 +809,12 @@ def _reusable_template(data: dict[str, Any]) -> tuple[dict[str, Any] | None, int
     dict the handler built or unpacked, or a scalar subclass (stored as its
     base type), leaves the template to be built from the bytes on first use.
     """
-    packed = 0
-    for value in dict.values(data):
-        kind = type(value)
-        if kind is Packed:
-            packed += 1
-        elif kind not in _SCALARS:
-            return None, 0
+    kinds = list(map(type, dict.values(data)))
+    if not _TEMPLATE_KINDS.issuperset(kinds):
+        return None, 0
     # Not dict.copy(): on a subclass that defines __iter__ it reads through
     # __getitem__, which would unpack every value.
-    return dict(dict.items(data)), packed
+    return dict(dict.items(data)), kinds.count(Packed)
 
 
 def _untouched(session: Session, incoming: _Incoming, save_uninitialized: bool) -> bool:

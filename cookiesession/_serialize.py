@@ -119,7 +119,7 @@ def validate(data: dict[str, Any]) -> None:
     """
     # The fast walk answers yes or no; only a "no" pays for the second walk
     # that tracks the key path for the message.
-    if not _fits(dict.items(data), 1):  # type: ignore[arg-type]
+    if not _fits_map(data, 1):
         # The top level may be a dict subclass (the Session itself); read
         # its storage as it is, packed values included.
         _check(dict(dict.items(data)) if type(data) is not dict else data, [], 0)
@@ -133,34 +133,40 @@ def fits_value(value: object) -> bool:
 _PLAIN = frozenset({str, float, bool, bytes, type(None)})
 
 
-def _fits(items: Iterable[tuple[object, object]], depth: int) -> bool:
+def _fits_map(mapping: dict[Any, Any], depth: int) -> bool:
     """True if every key is a str and every value storable, exact types only."""
-    for key, value in items:
+    # dict's own methods: the top level may be a Session, whose overrides
+    # would unpack its values.
+    for key in dict.keys(mapping):
         if type(key) is not str:
             return False
-        if type(value) not in _PLAIN and not _fits_other(value, depth):
-            return False
-    return True
+    return _fits_values(dict.values(mapping), depth)
 
 
-def _fits_sequence(values: Iterable[object], depth: int) -> bool:
+def _fits_values(values: Iterable[object], depth: int) -> bool:
     for value in values:
-        if type(value) not in _PLAIN and not _fits_other(value, depth):
+        kind = type(value)
+        if kind in _PLAIN:
+            continue
+        if kind is int:
+            if _INT_MIN <= value <= _INT_MAX:  # type: ignore[operator]
+                continue
+            return False
+        if not _fits_other(value, depth):
             return False
     return True
 
 
 def _fits_other(value: object, depth: int) -> bool:
-    # The common scalars were let through by the callers without a call.
     kind = type(value)
     if kind is int:
         return _INT_MIN <= value <= _INT_MAX  # type: ignore[operator]
     if depth >= MAX_DEPTH:
         return False
     if kind is dict:
-        return _fits(value.items(), depth + 1)  # type: ignore[attr-defined]
+        return _fits_map(value, depth + 1)  # type: ignore[arg-type]
     if kind is list or kind is tuple:
-        return _fits_sequence(value, depth + 1)  # type: ignore[arg-type]
+        return _fits_values(value, depth + 1)  # type: ignore[arg-type]
     # A value the session has not unpacked: valid when it was packed.
     return kind is Packed
 

@@ -215,7 +215,7 @@ class TokenCodec:
         max_chars: longest token text accepted, checked before decoding.
     """
 
-    __slots__ = ("_keys", "_max_chars", "_name")
+    __slots__ = ("_keys", "_max_chars", "_name", "_primary", "_sealing_prefix")
 
     def __init__(
         self, keys: KeyRing, name: str, *, max_chars: int = MAX_TOKEN_CHARS
@@ -223,6 +223,9 @@ class TokenCodec:
         self._keys = keys
         self._name = name.encode("utf-8")
         self._max_chars = max_chars
+        # A ring never changes, so what every seal starts with is known now.
+        self._primary = keys.primary
+        self._sealing_prefix = _VERSION_BYTE + self._primary.id
 
     def seal(
         self,
@@ -245,15 +248,14 @@ class TokenCodec:
         if data_bytes is None:
             _serialize.validate(payload.data)
             data_bytes = _serialize.encode(payload.data)
-        key = self._keys.primary
-        prefix = _VERSION_BYTE + key.id
+        aead, prefix = self._primary.aead, self._sealing_prefix
         plaintext = _header_bytes(payload) + data_bytes
         if nonce is None:
-            sealed = key.aead.seal(plaintext, prefix + self._name)
+            sealed = aead.seal(plaintext, prefix + self._name)
         elif len(nonce) != NONCE_SIZE:
             raise ValueError("nonce must be 24 bytes")
         else:
-            sealed = nonce + key.aead.encrypt(nonce, plaintext, prefix + self._name)
+            sealed = nonce + aead.encrypt(nonce, plaintext, prefix + self._name)
         return _b64encode(prefix + sealed)
 
     def open(self, token: str, *, now: float | None = None) -> Opened:
@@ -298,5 +300,5 @@ class TokenCodec:
             raise InvalidSession(Reason.EXPIRED)
         if payload.issued_at_ms > (now + CLOCK_SKEW) * 1000:
             raise InvalidSession(Reason.FUTURE)
-        stale = key is not self._keys.primary
+        stale = key is not self._primary
         return Opened(payload, plaintext[offset:], stale)
