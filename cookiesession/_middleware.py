@@ -76,7 +76,7 @@ class _Remembered:
     """What a cookie value opened to, kept for the requests that send it again.
 
     The data is kept as bytes, and as a template (scalars shared, containers
-    packed) built on first use: the objects a handler gets are its own.
+    packed) built when first needed: the objects a handler gets are its own.
     """
 
     __slots__ = ("data_bytes", "head", "packed", "stale", "template")
@@ -523,15 +523,14 @@ class SessionMiddleware:
         message: Message,
     ) -> None:
         """`_commit`, after writing the revocations the handler asked for."""
-        if _untouched(session, incoming, self.save_uninitialized):
-            self._commit(scope, session, incoming, message)
-            return
-        if incoming.unchecked is not None and session._retired:
-            # Logout while the store was down: the handler saw an empty
-            # session, but the cookie it ends is the one set aside. Revoke
-            # that one (the store may be back) and let the cookie go.
-            session._history = (*session._history, incoming.unchecked)
-        first_ms = await self._write_revocations(store, session, self._clock())
+        first_ms = 0
+        if not _untouched(session, incoming, self.save_uninitialized):
+            if incoming.unchecked is not None and session._retired:
+                # Logout while the store was down: the handler saw an empty
+                # session, but the cookie it ends is the one set aside. Revoke
+                # that one (the store may be back) and let the cookie go.
+                session._history = (*session._history, incoming.unchecked)
+            first_ms = await self._write_revocations(store, session, self._clock())
         self._commit(scope, session, incoming, message, first_ms)
 
     def _token_for(
