@@ -27,6 +27,7 @@ from cookiesession import (
     generate_key,
 )
 from cookiesession._serialize import MAX_DEPTH, Packed
+from tests.strategies import storable_values
 
 KEY = generate_key()
 
@@ -264,22 +265,7 @@ def test_data_nested_too_deep_in_place_raises_at_save() -> None:
 
 # -- a model: any mix of reads and changes ends as on a plain dict --
 
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**63), 2**63)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=5)
-    | st.binary(max_size=5)
-)
-_values = st.recursive(
-    _scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.text(max_size=3), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+_values = storable_values(text_size=5, key_size=3, container_size=3, max_leaves=8)
 _data = st.dictionaries(st.sampled_from("abcde"), _values, max_size=5)
 _ops = st.lists(
     st.tuples(

@@ -10,27 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cookiesession import InvalidSession, KeyRing, Payload, TokenCodec, generate_key
+from tests.strategies import storable_values
 
 NOW = 1_767_225_600.0
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 CODEC = TokenCodec(KeyRing(generate_key()), "session")
 
-scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**64), max_value=2**64 - 1)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=40)
-    | st.binary(max_size=40)
-)
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=5)
-        | st.dictionaries(st.text(max_size=10), inner, max_size=5)
-    ),
-    max_leaves=30,
-)
+values = storable_values(text_size=40, key_size=10, container_size=5, max_leaves=30)
 session_data = st.dictionaries(st.text(max_size=12), values, max_size=8)
 
 
