@@ -46,10 +46,13 @@ _MAX_CANDIDATES = 3
 _TEMPLATE_KINDS = frozenset({str, int, float, bool, bytes, type(None), Packed})
 _MISSING: Any = object()
 _SECURE_SCHEMES = ("https", "wss")
+# Response headers that `_apply_headers` merges rather than passes through.
+_MERGED_HEADERS = frozenset({b"set-cookie", b"vary"})
 _EMPTY_MAP = b"\xa0"  # CBOR for {}
 # How many opened cookie values to remember, and the longest remembered: at
 # most 1,024 x (4 KB of token text + its plaintext), about 10 MB.
 _CACHED_TOKENS = 1024
+_CACHED_TOKENS_HALF = _CACHED_TOKENS // 2
 _CACHED_TOKEN_CHARS = COOKIE_LINE_LIMIT
 
 
@@ -68,32 +71,14 @@ def _hash_id(session_id: bytes) -> str:
 
 # What `_open` gives: the payload's header fields, a template of its data for
 # `Session._from_template` with the number of packed values in it, the data's
-# bytes, and whether a key other than the primary sealed it.
+# bytes, and whether a key other than the primary sealed it. Cookie values
+# seen lately are remembered as exactly this, with None for a template not
+# built yet: the data is kept as bytes, and as a template (scalars shared,
+# containers packed), so the objects a handler gets are its own.
 _Opened = tuple[Payload, dict[str, Any], int, bytes, bool]
-
-
-class _Remembered:
-    """What a cookie value opened to, kept for the requests that send it again.
-
-    The data is kept as bytes, and as a template (scalars shared, containers
-    packed) built when first needed: the objects a handler gets are its own.
-    """
-
-    __slots__ = ("data_bytes", "head", "packed", "stale", "template")
-
-    def __init__(
-        self,
-        head: Payload,
-        data_bytes: bytes,
-        stale: bool,
-        template: dict[str, Any] | None,
-        packed: int,
-    ) -> None:
-        self.head = head
-        self.data_bytes = data_bytes
-        self.stale = stale
-        self.template = template
-        self.packed = packed
+_Remembered = tuple[Payload, "dict[str, Any] | None", int, bytes, bool]
+# A remembered payload's data lives in its template; this stands in for it.
+_IN_TEMPLATE: dict[str, Any] = {}
 
 
 class _Incoming:
@@ -264,8 +249,7 @@ class SessionMiddleware:
             False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
         }
         # The last attributes built: (expiry second, Max-Age, Secure, text).
-        # Every cookie sent within one second with one lifetime shares them.
-        self._attributes_cache: tuple[int, int, bool, str] = (0, -1, False, "")
+        self._last_attributes: tuple[int, int, bool, str] = (0, -1, False, "")
 
     # -- request ----------------------------------------------------------
 
@@ -344,10 +328,15 @@ class SessionMiddleware:
 
     def _load(self, incoming: _Incoming) -> Session:
         """The session of the first candidate that opens (no revocation)."""
-        found = self._first_open(incoming, 0)
-        if found is None:
-            return _rejected(incoming)
-        return _accept(incoming, *found)
+        candidates = incoming.candidates
+        for position in range(min(len(candidates), _MAX_CANDIDATES)):
+            try:
+                opened = self._open(candidates[position])
+            except InvalidSession as exc:
+                incoming.reason = exc.reason
+                continue
+            return _accept(incoming, position, opened)
+        return _rejected(incoming)
 
     async def _load_checked(
         self, incoming: _Incoming, store: RevocationStore
@@ -388,27 +377,30 @@ class SessionMiddleware:
         if seen is None:
             payload, data_bytes, stale = self._codec.open(token, now=now)
             template, packed = _serialize.pack(payload.data)
-            payload.data = {}  # the template holds it now
+            payload.data = _IN_TEMPLATE
+            opened = (payload, template, packed, data_bytes, stale)
             if len(token) <= _CACHED_TOKEN_CHARS:
-                self._remember(
-                    token, _Remembered(payload, data_bytes, stale, template, packed)
-                )
-            return payload, template, packed, data_bytes, stale
-        head = seen.head
+                self._remember(token, opened)
+            return opened
+        head = seen[0]
         idle = head.idle_expiry
         if now >= head.absolute_expiry or (idle is not None and now >= idle):
             self._recent.pop(token, None)
             self._older.pop(token, None)
             raise InvalidSession(Reason.EXPIRED)
-        if seen.template is None:
+        if seen[1] is None:
             # These bytes came from the encoder, after `validate`: the plain
             # decoder reads them the same as the strict one, faster.
-            seen.template, seen.packed = _serialize.pack(cbor2.loads(seen.data_bytes))
-        return head, seen.template, seen.packed, seen.data_bytes, seen.stale
+            template, packed = _serialize.pack(cbor2.loads(seen[3]))
+            seen = (head, template, packed, seen[3], seen[4])
+            self._remember(token, seen)
+        return seen  # type: ignore[return-value]
 
     def _remember(self, token: str, entry: _Remembered) -> None:
         recent = self._recent
-        if len(recent) >= _CACHED_TOKENS // 2:
+        if len(recent) >= _CACHED_TOKENS_HALF:
+            # The recent generation is full: it becomes the older one, and
+            # the older one is let go whole.
             self._older = recent
             self._recent = recent = {}
         recent[token] = entry
@@ -455,32 +447,45 @@ class SessionMiddleware:
         A new session is issued no earlier than `first_ms`, so that one made
         right after a sign-out everywhere is not caught by it.
         """
-        if _untouched(session, incoming, self.save_uninitialized):
+        names = incoming.names
+        if not (session or names or self.save_uninitialized) and not (
+            session._retired or session._changed or session._force_save
+        ):
             # The common case of a visitor without a session: nothing to
             # seal, expire or revoke.
             if session.accessed:
                 _apply_headers(message, [], vary=True)
             return
         now = self._clock()
-        token, max_age = self._token_for(session, now, first_ms)
+        opened = session._opened
+        # An opened session whose data the handler removed keeps no cookie.
+        emptied = False
+        if opened is None:
+            # A new session, or one that destroy()/regenerate() replaced.
+            token, max_age = self._new_token(session, now, first_ms)
+        elif not session and session._original != _EMPTY_MAP:  # `_emptied`
+            token = max_age = None
+            emptied = True
+        else:
+            token, max_age = self._renewed_token(session, opened, now)
 
+        https = scope.get("scheme") in _SECURE_SCHEMES
         secure = self._secure
         if secure is not True:
-            secure = secure == "auto" and scope.get("scheme") in _SECURE_SCHEMES
+            secure = secure == "auto" and https
+        elif not https and token is not None:
+            _warn_secure_on_http()
         if token is None:
             lines: list[tuple[str, str]] = []
         else:
-            if secure and scope.get("scheme") not in _SECURE_SCHEMES:
-                _warn_secure_on_http()
             lines = self._cookie_lines(token, max_age, secure, now)
-        names = incoming.names
         if names and not (
             # The usual request: one cookie, rewritten or still the live one.
             names == self._single
             and (
                 len(lines) == 1
                 if token is not None
-                else session._opened is not None and not _emptied(session)
+                else opened is not None and not emptied
             )
         ):
             self._expire_stale(session, incoming, token, lines, secure)
@@ -533,26 +538,8 @@ class SessionMiddleware:
             first_ms = await self._write_revocations(store, session, self._clock())
         self._commit(scope, session, incoming, message, first_ms)
 
-    def _token_for(
-        self, session: Session, now: float, first_ms: int = 0
-    ) -> tuple[str | None, int | None]:
-        """The token to send, if any, with the cookie's Max-Age.
-
-        A new session is issued no earlier than `first_ms`, so that one made
-        right after a sign-out everywhere is not caught by it.
-        """
-        overrides = session._overrides
-        max_age = self._max_age if overrides is None else overrides["max_age"]
-        opened = session._opened
-        if opened is None:
-            # A new session, or one that destroy()/regenerate() replaced.
-            return self._new_token(session, now, first_ms, max_age)
-        if _emptied(session):
-            return None, None  # the caller expires the cookie
-        return self._renewed_token(session, opened, now, max_age)
-
     def _new_token(
-        self, session: Session, now: float, first_ms: int, max_age: int | None
+        self, session: Session, now: float, first_ms: int
     ) -> tuple[str | None, int | None]:
         if not session and not (
             session._force_save
@@ -560,20 +547,24 @@ class SessionMiddleware:
             or (self.save_uninitialized and not session._destroyed)
         ):
             return None, None
+        overrides = session._overrides
         payload = Payload(
             session_id=bytes.fromhex(session.id),
             issued_at_ms=max(int(now * 1000), first_ms),
             absolute_expiry=int(now) + self.absolute_lifetime,
             idle_expiry=None,
-            cookie=session._overrides,
+            cookie=overrides,
             subject=session.subject,
             data=session,
         )
-        return self._seal(payload, None, max_age, now, refresh=True)
+        max_age = self._max_age if overrides is None else overrides["max_age"]
+        return self._seal(payload, None, max_age, now, True)
 
     def _renewed_token(
-        self, session: Session, opened: Payload, now: float, max_age: int | None
+        self, session: Session, opened: Payload, now: float
     ) -> tuple[str | None, int | None]:
+        overrides = session._overrides
+        max_age = self._max_age if overrides is None else overrides["max_age"]
         data_bytes: bytes | None = None
         changed = session._changed
         if not changed:
@@ -581,8 +572,7 @@ class SessionMiddleware:
             # write of the same value does not. Values still packed cannot
             # have changed; values the handler unpacked are compared alone.
             if session.modified:
-                _serialize.validate(session)
-                data_bytes = _serialize.encode(session)
+                data_bytes = _serialize.dumps(session)
                 changed = data_bytes != session._original
             elif session._thawed is not None:
                 changed = not _thawed_unchanged(session, session._thawed)
@@ -602,11 +592,11 @@ class SessionMiddleware:
             opened.issued_at_ms,
             opened.absolute_expiry,
             opened.idle_expiry,
-            session._overrides,
+            overrides,
             session._subject,
             session,
         )
-        return self._seal(payload, data_bytes, max_age, now, refresh=refresh)
+        return self._seal(payload, data_bytes, max_age, now, refresh)
 
     def _seal(
         self,
@@ -614,19 +604,21 @@ class SessionMiddleware:
         data_bytes: bytes | None,
         max_age: int | None,
         now: float,
-        *,
         refresh: bool,
     ) -> tuple[str | None, int | None]:
         seconds_now = int(now)
+        absolute = payload.absolute_expiry
         if refresh and max_age is not None:
-            payload.idle_expiry = min(seconds_now + max_age, payload.absolute_expiry)
-        remaining = payload.expires_at() - seconds_now
+            idle: int | None = min(seconds_now + max_age, absolute)
+            payload.idle_expiry = idle
+        else:
+            idle = payload.idle_expiry
+        remaining = (absolute if idle is None else min(absolute, idle)) - seconds_now
         if remaining <= 0 and (max_age is None or max_age > 0):
             # The session reached its absolute lifetime: let the cookie go.
             return None, None
         if data_bytes is None:
-            _serialize.validate(payload.data)
-            data_bytes = _serialize.encode(payload.data)
+            data_bytes = _serialize.dumps(payload.data)
         # TODO(#5): a request that writes adds about 0.6x of what Starlette's
         # middleware adds, not the 0.5x aimed for. The seal itself (a nonce
         # from the kernel, AES-GCM, header and base64) is about a third of
@@ -635,11 +627,26 @@ class SessionMiddleware:
         if len(token) <= _CACHED_TOKEN_CHARS:
             # The browser sends this value back next: remember what it opens
             # to. The payload was made for this seal alone, so it is kept.
-            template, packed = _reusable_template(payload.data)
-            payload.data = {}
-            self._remember(
-                token, _Remembered(payload, data_bytes, False, template, packed)
-            )
+            # Exact scalars and values still packed go into the template as
+            # they are; a list or dict the handler built or unpacked, or a
+            # scalar subclass (stored as its base type), leaves the template
+            # to be built from the bytes on first use.
+            data = payload.data
+            kinds = list(map(type, dict.values(data)))
+            if _TEMPLATE_KINDS.issuperset(kinds):
+                # Not dict.copy(): on a subclass that defines __iter__ it
+                # reads through __getitem__, which would unpack every value.
+                template = dict(dict.items(data))
+                packed = kinds.count(Packed)
+            else:
+                template, packed = None, 0
+            payload.data = _IN_TEMPLATE
+            # `_remember`, inlined.
+            recent = self._recent
+            if len(recent) >= _CACHED_TOKENS_HALF:
+                self._older = recent
+                self._recent = recent = {}
+            recent[token] = (payload, template, packed, data_bytes, False)
         return token, (None if max_age is None else max(0, remaining))
 
     def _refresh_due(self, opened: Payload, max_age: int | None, now: float) -> bool:
@@ -692,18 +699,6 @@ class SessionMiddleware:
 
     # -- Set-Cookie lines ---------------------------------------------------
 
-    def _attributes(self, max_age: int | None, secure: bool, now: float) -> str:
-        if max_age is None:
-            return self._suffix[secure]
-        expires_at = int(now) + max_age
-        cached_at, cached_age, cached_secure, text = self._attributes_cache
-        if cached_at != expires_at or cached_age != max_age or cached_secure != secure:
-            expires = formatdate(expires_at, usegmt=True)
-            # Max-Age first: Starlette's tests look for "; Max-Age=N;".
-            text = f"; Max-Age={max_age}; Expires={expires}" + self._suffix[secure]
-            self._attributes_cache = (expires_at, max_age, secure, text)
-        return text
-
     def _expired_line(self, cookie_name: str, secure: bool) -> str:
         # The same attributes as the cookie it deletes (Path, Domain,
         # Partitioned...), or the browser keeps the original.
@@ -712,7 +707,24 @@ class SessionMiddleware:
     def _cookie_lines(
         self, token: str, max_age: int | None, secure: bool, now: float
     ) -> list[tuple[str, str]]:
-        attributes = self._attributes(max_age, secure, now)
+        if max_age is None:
+            attributes = self._suffix[secure]
+        else:
+            # Every cookie sent within one second with one lifetime shares
+            # its attributes: Expires is the costly part.
+            expires_at = int(now) + max_age
+            cached_at, cached_age, cached_secure, attributes = self._last_attributes
+            if (
+                expires_at != cached_at
+                or max_age != cached_age
+                or secure != cached_secure
+            ):
+                expires = formatdate(expires_at, usegmt=True)
+                # Max-Age first: Starlette's tests look for "; Max-Age=N;".
+                attributes = (
+                    f"; Max-Age={max_age}; Expires={expires}{self._suffix[secure]}"
+                )
+                self._last_attributes = (expires_at, max_age, secure, attributes)
         single = f"{self.name}={token}{attributes}"
         if _LINE_PREFIX + len(single) <= COOKIE_LINE_LIMIT:
             return [(self.name, single)]
@@ -801,19 +813,9 @@ def _thawed_unchanged(session: Session, thawed: dict[str, Packed]) -> bool:
     return True
 
 
-def _reusable_template(data: dict[str, Any]) -> tuple[dict[str, Any] | None, int]:
-    """A template of freshly sealed data, if it can be had without encoding.
-
-    Exact scalars and values still packed are shared as they are. A list or
-    dict the handler built or unpacked, or a scalar subclass (stored as its
-    base type), leaves the template to be built from the bytes on first use.
-    """
-    kinds = list(map(type, dict.values(data)))
-    if not _TEMPLATE_KINDS.issuperset(kinds):
-        return None, 0
-    # Not dict.copy(): on a subclass that defines __iter__ it reads through
-    # __getitem__, which would unpack every value.
-    return dict(dict.items(data)), kinds.count(Packed)
+def _emptied(session: Session) -> bool:
+    """An opened session whose data the handler removed."""
+    return not session and session._original != _EMPTY_MAP
 
 
 def _untouched(session: Session, incoming: _Incoming, save_uninitialized: bool) -> bool:
@@ -835,11 +837,6 @@ def _rejected(incoming: _Incoming) -> Session:
     if incoming.reason is not None:
         logger.debug("session cookie rejected: %s", incoming.reason.value)
     return Session()
-
-
-def _emptied(session: Session) -> bool:
-    """An opened session whose data the handler removed."""
-    return not session and session._original != _EMPTY_MAP
 
 
 def _starlette_options(given: dict[str, Any]) -> CookieOptions:
@@ -872,16 +869,30 @@ def _warn_secure_on_http() -> None:
 
 
 def _apply_headers(message: Message, lines: list[tuple[str, str]], vary: bool) -> None:
+    headers = list(message.get("headers", ()))
+    for key, _ in headers:
+        if key.lower() in _MERGED_HEADERS:
+            # The app set a cookie or a Vary of its own: merge with care.
+            headers = _merged_headers(headers, lines, vary)
+            break
+    else:
+        if vary:
+            headers.append((b"vary", b"Cookie"))
+    for _, line in lines:
+        headers.append((b"set-cookie", line.encode("latin-1")))
+    message["headers"] = headers
+
+
+def _merged_headers(
+    original: list[tuple[bytes, bytes]], lines: list[tuple[str, str]], vary: bool
+) -> list[tuple[bytes, bytes]]:
+    """`original` without Set-Cookie lines for our cookies, Vary with Cookie."""
     headers: list[tuple[bytes, bytes]] = []
     has_vary = False
-    ours: set[bytes] | None = None
-    for key, value in message.get("headers", ()):
+    ours = {cookie_name.encode("latin-1") + b"=" for cookie_name, _ in lines}
+    for key, value in original:
         lowered = key.lower()
         if lowered == b"set-cookie":
-            if ours is None:
-                ours = {
-                    cookie_name.encode("latin-1") + b"=" for cookie_name, _ in lines
-                }
             if value.split(b"=", 1)[0] + b"=" in ours:
                 continue  # one Set-Cookie per cookie name: the session's wins
         elif vary and lowered == b"vary":
@@ -892,5 +903,4 @@ def _apply_headers(message: Message, lines: list[tuple[str, str]], vary: bool) -
         headers.append((key, value))
     if vary and not has_vary:
         headers.append((b"vary", b"Cookie"))
-    headers += [(b"set-cookie", line.encode("latin-1")) for _, line in lines]
-    message["headers"] = headers
+    return headers

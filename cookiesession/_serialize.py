@@ -28,6 +28,7 @@ __all__ = [
     "Packed",
     "decode_one",
     "decode_pair",
+    "dumps",
     "encode",
     "fits_value",
     "pack",
@@ -118,11 +119,35 @@ def validate(data: dict[str, Any]) -> None:
     The message names the key path and the offending type, never a value.
     """
     # The fast walk answers yes or no; only a "no" pays for the second walk
-    # that tracks the key path for the message.
-    if not _fits_map(data, 1):
-        # The top level may be a dict subclass (the Session itself); read
-        # its storage as it is, packed values included.
-        _check(dict(dict.items(data)) if type(data) is not dict else data, [], 0)
+    # that tracks the key path for the message. The top level is walked here
+    # rather than in `_fits_map`: every write comes through, and most
+    # sessions hold scalars only. It may be a Session, whose own methods
+    # would unpack its values: dict's methods read its storage as it is.
+    for key, value in dict.items(data):
+        kind = type(value)
+        if type(key) is not str:
+            break
+        if kind in _PLAIN:
+            continue
+        if kind is int:
+            if _INT_MIN <= value <= _INT_MAX:
+                continue
+            break
+        if not _fits_other(value, 1):
+            break
+    else:
+        return
+    _check(dict(dict.items(data)) if type(data) is not dict else data, [], 0)
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    """`validate`, then `encode`: the bytes to seal for `data`.
+
+    Raises:
+        SessionDataError: the data holds something that cannot be stored.
+    """
+    validate(data)
+    return cbor2.dumps(data, default=_encode_subclass)
 
 
 def fits_value(value: object) -> bool:
