@@ -234,6 +234,7 @@ class SessionMiddleware:
         self._name_bytes = self.name.encode("latin-1")
         self._single = [self.name]
         self._secure = self.options.secure
+        self._secure_auto = self._secure == "auto"
         self._max_age = self.options.max_age_seconds
         # Cookie values opened lately, with what they opened to: a browser
         # sends the same value on every request until it changes, and
@@ -335,7 +336,10 @@ class SessionMiddleware:
             except InvalidSession as exc:
                 incoming.reason = exc.reason
                 continue
-            return _accept(incoming, position, opened)
+            # `_accept`, inlined: nearly every request with a cookie ends here.
+            incoming.reason = None
+            incoming.chunked = position == incoming.chunked_at
+            return Session._from_template(*opened)
         return _rejected(incoming)
 
     async def _load_checked(
@@ -469,15 +473,15 @@ class SessionMiddleware:
         else:
             token, max_age = self._renewed_token(session, opened, now)
 
-        https = scope.get("scheme") in _SECURE_SCHEMES
-        secure = self._secure
-        if secure is not True:
-            secure = secure == "auto" and https
-        elif not https and token is not None:
-            _warn_secure_on_http()
+        if self._secure_auto:
+            secure = scope.get("scheme") in _SECURE_SCHEMES
+        else:
+            secure = self._secure is True
         if token is None:
             lines: list[tuple[str, str]] = []
         else:
+            if secure and not self._secure_auto:
+                _check_scheme(scope)
             lines = self._cookie_lines(token, max_age, secure, now)
         if names and not (
             # The usual request: one cookie, rewritten or still the live one.
@@ -607,13 +611,13 @@ class SessionMiddleware:
         refresh: bool,
     ) -> tuple[str | None, int | None]:
         seconds_now = int(now)
-        absolute = payload.absolute_expiry
         if refresh and max_age is not None:
-            idle: int | None = min(seconds_now + max_age, absolute)
-            payload.idle_expiry = idle
+            # A fresh idle expiry, never past the absolute one.
+            expires = min(seconds_now + max_age, payload.absolute_expiry)
+            payload.idle_expiry = expires
         else:
-            idle = payload.idle_expiry
-        remaining = (absolute if idle is None else min(absolute, idle)) - seconds_now
+            expires = payload.expires_at()
+        remaining = expires - seconds_now
         if remaining <= 0 and (max_age is None or max_age > 0):
             # The session reached its absolute lifetime: let the cookie go.
             return None, None
@@ -647,7 +651,9 @@ class SessionMiddleware:
                 self._older = recent
                 self._recent = recent = {}
             recent[token] = (payload, template, packed, data_bytes, False)
-        return token, (None if max_age is None else max(0, remaining))
+        if max_age is None:
+            return token, None
+        return token, remaining if remaining > 0 else 0
 
     def _refresh_due(self, opened: Payload, max_age: int | None, now: float) -> bool:
         if self.refresh_after is None or max_age is None or opened.idle_expiry is None:
@@ -857,9 +863,10 @@ def _starlette_options(given: dict[str, Any]) -> CookieOptions:
     return CookieOptions(**options)
 
 
-def _warn_secure_on_http() -> None:
+def _check_scheme(scope: Scope) -> None:
+    """Warn, once, of a Secure cookie sent over plain http."""
     global _secure_on_http_warned  # noqa: PLW0603 - once per process, by design
-    if not _secure_on_http_warned:
+    if not _secure_on_http_warned and scope.get("scheme") not in _SECURE_SCHEMES:
         _secure_on_http_warned = True
         logger.warning(
             "sending a Secure session cookie over plain http: browsers drop "
