@@ -84,25 +84,35 @@ _IN_TEMPLATE: dict[str, Any] = {}
 class _Incoming:
     """The session cookies a request brought: names, and the values to open.
 
-    Like `Session`, the rarely set fields are class-level defaults, so that
-    building one per request costs two assignments.
+    Slots rather than class defaults: `_load` writes two of the fields on
+    nearly every request, and a slot is cheaper to write than an instance
+    dict that has to grow.
     """
 
-    #: Position in `candidates` of the reassembled chunks, if any.
-    chunked_at = -1
-    #: Names of the chunk cookies, in the order sent.
-    chunk_names: list[str] | tuple[()] = ()
-    #: The value that opened came from the chunks (not the single cookie).
-    chunked = False
-    reason: Reason | None = None
-    #: A valid session set aside because the revocation store was down.
-    unchecked: Payload | None = None
+    __slots__ = (
+        "candidates",
+        "chunk_names",
+        "chunked",
+        "chunked_at",
+        "names",
+        "reason",
+        "unchecked",
+    )
 
     def __init__(self, names: list[str], candidates: list[str]) -> None:
         #: Every session cookie name the request sent (to expire if stale).
         self.names = names
         #: Token texts to try, in order: each copy of `name`, else the chunks.
         self.candidates = candidates
+        #: Position in `candidates` of the reassembled chunks, if any.
+        self.chunked_at = -1
+        #: Names of the chunk cookies, in the order sent.
+        self.chunk_names: list[str] | tuple[()] = ()
+        #: The value that opened came from the chunks (not the single cookie).
+        self.chunked = False
+        self.reason: Reason | None = None
+        #: A valid session set aside because the revocation store was down.
+        self.unchecked: Payload | None = None
 
 
 class SessionMiddleware:
@@ -329,12 +339,15 @@ class SessionMiddleware:
 
     def _load(self, incoming: _Incoming) -> Session:
         """The session of the first candidate that opens (no revocation)."""
-        candidates = incoming.candidates
-        for position in range(min(len(candidates), _MAX_CANDIDATES)):
+        position = 0
+        for token in incoming.candidates:
             try:
-                opened = self._open(candidates[position])
+                opened = self._open(token)
             except InvalidSession as exc:
                 incoming.reason = exc.reason
+                position += 1
+                if position == _MAX_CANDIDATES:
+                    break
                 continue
             # `_accept`, inlined: nearly every request with a cookie ends here.
             incoming.reason = None

@@ -147,7 +147,7 @@ def dumps(data: dict[str, Any]) -> bytes:
         SessionDataError: the data holds something that cannot be stored.
     """
     validate(data)
-    return cbor2.dumps(data, default=_encode_subclass)
+    return _encoder().encode_to_bytes(data)
 
 
 def fits_value(value: object) -> bool:
@@ -254,7 +254,20 @@ def _encode_subclass(encoder: cbor2.CBOREncoder, value: object) -> None:
 
 def encode(data: object) -> bytes:
     """CBOR-encode an already validated value."""
-    return cbor2.dumps(data, default=_encode_subclass)
+    return _encoder().encode_to_bytes(data)
+
+
+def _encoder() -> cbor2.CBOREncoder:
+    # Like the decoder below: one per thread, since building one costs about
+    # as much as encoding a small session. `encode_to_bytes` gives each call
+    # its own buffer, and the encoder keeps no state between calls (an error
+    # part-way leaves its container bookkeeping as it was).
+    try:
+        encoder: cbor2.CBOREncoder = _local.encoder
+    except AttributeError:
+        encoder = cbor2.CBOREncoder(io.BytesIO(), default=_encode_subclass)
+        _local.encoder = encoder
+    return encoder
 
 
 def _decoder() -> cbor2.CBORDecoder:

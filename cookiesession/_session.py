@@ -103,11 +103,16 @@ class Session(dict[str, Any]):
         else:
             session = cls(template)
         session._original = original
-        session._stale_key = stale
         session._session_id = payload.session_id
-        session._subject = payload.subject
-        session._overrides = payload.cookie
         session._opened = payload
+        # The rest only when it differs from the class default: most cookies
+        # carry no subject, no overrides, and come from the primary key.
+        if stale:
+            session._stale_key = True
+        if payload.subject is not None:
+            session._subject = payload.subject
+        if payload.cookie is not None:
+            session._overrides = payload.cookie
         return session
 
     # -- identity ---------------------------------------------------------

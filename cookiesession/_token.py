@@ -277,13 +277,19 @@ class TokenCodec:
             data_bytes = _serialize.dumps(payload.data)
         plaintext = _header_bytes(payload) + data_bytes
         if nonce is None:
-            sealed = self._sealing_aead.seal(plaintext, self._aad)
+            raw = self._sealing_aead.seal(plaintext, self._aad, self._sealing_prefix)
         elif len(nonce) != NONCE_SIZE:
             raise ValueError("nonce must be 24 bytes")
         else:
-            sealed = nonce + self._sealing_aead.encrypt(nonce, plaintext, self._aad)
+            raw = b"".join(
+                (
+                    self._sealing_prefix,
+                    nonce,
+                    self._sealing_aead.encrypt(nonce, plaintext, self._aad),
+                )
+            )
         # _b64encode, inlined: this runs for every cookie sent.
-        encoded = binascii.b2a_base64(self._sealing_prefix + sealed)
+        encoded = binascii.b2a_base64(raw)
         return encoded.translate(_TO_URL).rstrip(b"=\n").decode("ascii")
 
     def open(self, token: str, *, now: float | None = None) -> Opened:

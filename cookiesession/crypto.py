@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
@@ -136,26 +137,29 @@ class XAES256GCM:
             self._derived[prefix] = aead
         return aead
 
-    def seal(self, data: bytes, associated_data: bytes | None) -> bytes:
-        """Encrypt under a fresh nonce; return nonce || ciphertext || tag.
+    def seal(
+        self, data: bytes, associated_data: bytes | None, prefix: bytes = b""
+    ) -> bytes:
+        """Encrypt under a fresh nonce; return prefix || nonce || ciphertext || tag.
 
         The nonce's first 12 bytes are drawn at random once per `SEAL_BATCH`
-        messages (per thread), its last 12 bytes for every message.
+        messages (per thread), its last 12 bytes for every message. `prefix`
+        is copied in front of the result as it is: a caller that frames the
+        message (a version byte, a key id) saves a copy of the whole.
         """
-        local = self._local
-        prefix: bytes
-        aead: AESGCM
         try:
-            prefix, aead, left, generation = local.batch
+            # [seals left, fork generation, nonce prefix, derived AEAD]
+            batch: list[Any] = self._local.batch
         except AttributeError:
-            left = generation = -1
-        if left <= 0 or generation != _generation:
-            prefix = os.urandom(_HALF)
-            aead = self._derive(prefix)
-            left, generation = SEAL_BATCH, _generation
-        local.batch = (prefix, aead, left - 1, generation)
+            batch = self._local.batch = [0, -1, b"", None]
+        if batch[0] <= 0 or batch[1] != _generation:
+            head = os.urandom(_HALF)
+            batch[:] = (SEAL_BATCH, _generation, head, self._derive(head))
+        batch[0] -= 1
         suffix = os.urandom(_HALF)
-        return prefix + suffix + aead.encrypt(suffix, data, associated_data)
+        return b"".join(
+            (prefix, batch[2], suffix, batch[3].encrypt(suffix, data, associated_data))
+        )
 
     def encrypt(
         self, nonce: bytes, data: bytes, associated_data: bytes | None

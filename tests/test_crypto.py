@@ -169,6 +169,16 @@ def test_seal_matches_encrypt_for_the_nonce_it_chose() -> None:
     assert other.encrypt(sealed[:24], b"x" * 40, None) == sealed[24:]
 
 
+def test_seal_puts_the_prefix_in_front_and_leaves_it_unauthenticated() -> None:
+    aead = XAES256GCM(XAES256GCM.generate_key())
+    sealed = aead.seal(b"payload", b"ad", b"\x01head")
+    assert sealed[:5] == b"\x01head"
+    body = sealed[5:]
+    assert aead.decrypt(body[:24], body[24:], b"ad") == b"payload"
+    # The prefix is framing, not ciphertext: callers bind it through the AAD.
+    assert len(body) == 24 + len(b"payload") + 16
+
+
 def test_seal_batches_share_a_prefix_and_never_a_suffix() -> None:
     aead = XAES256GCM(XAES256GCM.generate_key())
     nonces = [aead.seal(b"", None)[:24] for _ in range(SEAL_BATCH * 3)]
