@@ -42,8 +42,6 @@ _LINE_PREFIX = len("Set-Cookie: ")
 # More copies of the session cookie than this (different paths or domains)
 # are not tried, so a request cannot make the server decrypt without bound.
 _MAX_CANDIDATES = 3
-# What a template may hold as it is: exact scalars, and values still packed.
-_TEMPLATE_KINDS = frozenset({str, int, float, bool, bytes, type(None), Packed})
 _MISSING: Any = object()
 _SECURE_SCHEMES = ("https", "wss")
 # Response headers that `_apply_headers` merges rather than passes through.
@@ -582,15 +580,15 @@ class SessionMiddleware:
     ) -> tuple[str | None, int | None]:
         overrides = session._overrides
         max_age = self._max_age if overrides is None else overrides["max_age"]
-        data_bytes: bytes | None = None
+        encoded: tuple[bytes, int] | None = None
         changed = session._changed
         if not changed:
             # Found by content, so `session["cart"].append(x)` counts and a
             # write of the same value does not. Values still packed cannot
             # have changed; values the handler unpacked are compared alone.
             if session.modified:
-                data_bytes = _serialize.dumps(session)
-                changed = data_bytes != session._original
+                encoded = _serialize.dumps_counted(session)
+                changed = encoded[0] != session._original
             elif session._thawed is not None:
                 changed = not _thawed_unchanged(session, session._thawed)
         refresh = (
@@ -613,16 +611,17 @@ class SessionMiddleware:
             session._subject,
             session,
         )
-        return self._seal(payload, data_bytes, max_age, now, refresh)
+        return self._seal(payload, encoded, max_age, now, refresh)
 
     def _seal(
         self,
         payload: Payload,
-        data_bytes: bytes | None,
+        encoded: tuple[bytes, int] | None,
         max_age: int | None,
         now: float,
         refresh: bool,
     ) -> tuple[str | None, int | None]:
+        """Seal `payload`; `encoded` is `dumps_counted` of its data, if done."""
         seconds_now = int(now)
         if refresh and max_age is not None:
             # A fresh idle expiry, never past the absolute one.
@@ -634,8 +633,9 @@ class SessionMiddleware:
         if remaining <= 0 and (max_age is None or max_age > 0):
             # The session reached its absolute lifetime: let the cookie go.
             return None, None
-        if data_bytes is None:
-            data_bytes = _serialize.dumps(payload.data)
+        data_bytes, packed = (
+            _serialize.dumps_counted(payload.data) if encoded is None else encoded
+        )
         # TODO(#5): a request that writes adds about 0.6x of what Starlette's
         # middleware adds, not the 0.5x aimed for. The seal itself (a nonce
         # from the kernel, AES-GCM, header and base64) is about a third of
@@ -649,14 +649,16 @@ class SessionMiddleware:
             # scalar subclass (stored as its base type), leaves the template
             # to be built from the bytes on first use.
             data = payload.data
-            kinds = list(map(type, dict.values(data)))
-            if _TEMPLATE_KINDS.issuperset(kinds):
-                # Not dict.copy(): on a subclass that defines __iter__ it
-                # reads through __getitem__, which would unpack every value.
-                template = dict(dict.items(data))
-                packed = kinds.count(Packed)
-            else:
+            template: dict[str, Any] | None
+            if packed < 0:
                 template, packed = None, 0
+            elif type(data) is Session:
+                template = dict.copy(data)
+            else:
+                # Not dict.copy() on the packed kind: it defines __iter__,
+                # so the copy would read through __getitem__ and unpack
+                # every value.
+                template = dict(dict.items(data))
             payload.data = _IN_TEMPLATE
             # `_remember`, inlined.
             recent = self._recent

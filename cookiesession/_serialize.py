@@ -29,6 +29,7 @@ __all__ = [
     "decode_one",
     "decode_pair",
     "dumps",
+    "dumps_counted",
     "encode",
     "fits_value",
     "pack",
@@ -118,11 +119,42 @@ def validate(data: dict[str, Any]) -> None:
 
     The message names the key path and the offending type, never a value.
     """
+    _scan(data)
+
+
+def dumps(data: dict[str, Any]) -> bytes:
+    """`validate`, then `encode`: the bytes to seal for `data`.
+
+    Raises:
+        SessionDataError: the data holds something that cannot be stored.
+    """
+    _scan(data)
+    return _encoder().encode_to_bytes(data)
+
+
+def dumps_counted(data: dict[str, Any]) -> tuple[bytes, int]:
+    """`dumps`, and how many of the top-level values are `Packed`.
+
+    The count is -1 when some value is a list, dict or tuple, or a subclass
+    of a scalar type: `data` then cannot serve as a template (see `pack`)
+    without being packed first.
+
+    Raises:
+        SessionDataError: the data holds something that cannot be stored.
+    """
+    packed = _scan(data)
+    return _encoder().encode_to_bytes(data), packed
+
+
+def _scan(data: dict[str, Any]) -> int:
     # The fast walk answers yes or no; only a "no" pays for the second walk
     # that tracks the key path for the message. The top level is walked here
     # rather than in `_fits_map`: every write comes through, and most
-    # sessions hold scalars only. It may be a Session, whose own methods
-    # would unpack its values: dict's methods read its storage as it is.
+    # sessions hold scalars and packed values only, which it counts on the
+    # way. `data` may be a Session, whose own methods would unpack its
+    # values: dict's methods read its storage as it is.
+    packed = 0
+    exact = True
     for key, value in dict.items(data):
         kind = type(value)
         if type(key) is not str:
@@ -133,21 +165,17 @@ def validate(data: dict[str, Any]) -> None:
             if _INT_MIN <= value <= _INT_MAX:
                 continue
             break
+        if kind is Packed:
+            packed += 1
+            continue
         if not _fits_other(value, 1):
             break
+        exact = False
     else:
-        return
+        return packed if exact else -1
     _check(dict(dict.items(data)) if type(data) is not dict else data, [], 0)
-
-
-def dumps(data: dict[str, Any]) -> bytes:
-    """`validate`, then `encode`: the bytes to seal for `data`.
-
-    Raises:
-        SessionDataError: the data holds something that cannot be stored.
-    """
-    validate(data)
-    return _encoder().encode_to_bytes(data)
+    # Only scalar subclasses get past `_check` after the fast walk refused.
+    return -1
 
 
 def fits_value(value: object) -> bool:

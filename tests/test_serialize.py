@@ -11,15 +11,22 @@ from typing import Any
 
 import cbor2
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cookiesession import MAX_DEPTH, SessionDataError
 from cookiesession._serialize import (
     BUILTIN_TAGS,
+    Packed,
     decode_one,
     decode_pair,
+    dumps,
+    dumps_counted,
     encode,
+    pack,
     validate,
 )
+from tests.strategies import storable_values
 
 
 class Colour(enum.IntEnum):
@@ -213,3 +220,32 @@ def test_decode_pair_refuses_missing_or_trailing_items(blob: bytes) -> None:
 def test_empty_blob_is_refused() -> None:
     with pytest.raises(ValueError):
         decode_one(b"")
+
+
+@given(
+    st.dictionaries(
+        st.text(max_size=8),
+        storable_values(text_size=8, key_size=4, container_size=3, max_leaves=8),
+        max_size=6,
+    )
+)
+def test_dumps_counted_encodes_like_dumps_and_counts_packed_values(
+    data: dict[str, Any],
+) -> None:
+    has_container = any(type(v) in (list, dict) for v in data.values())
+    assert dumps_counted(data) == (dumps(data), -1 if has_container else 0)
+    template, packed = pack(data)
+    # A template holds scalars and packed values only: it counts them all,
+    # and encodes to the same bytes as the data it stands for.
+    assert dumps_counted(template) == (dumps(data), packed)
+    assert packed == sum(type(v) is Packed for v in template.values())
+
+
+def test_dumps_counted_gives_no_count_for_scalar_subclasses() -> None:
+    data = {"colour": Colour.RED, "word": Word.HELLO}
+    assert dumps_counted(data) == (dumps({"colour": 1, "word": "hello"}), -1)
+
+
+def test_dumps_counted_refuses_what_validate_refuses() -> None:
+    with pytest.raises(SessionDataError, match=r"session\['when'\]"):
+        dumps_counted({"when": datetime(2026, 1, 1)})
