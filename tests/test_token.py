@@ -23,7 +23,12 @@ from cookiesession import (
     TokenCodec,
     generate_key,
 )
-from cookiesession._token import MAX_TOKEN_CHARS, _header_bytes
+from cookiesession._token import (
+    MAX_TOKEN_CHARS,
+    _b64decode,
+    _b64encode,
+    _header_bytes,
+)
 
 sys.path.insert(0, str(Path(__file__).parent / "vectors"))
 from make_token_vectors import build
@@ -312,3 +317,20 @@ def test_header_bytes_common_shape_takes_the_short_path() -> None:
     head = payload(idle_expiry=int(NOW) + 60)
     assert _header_bytes(head) == cbor2.dumps(head.header())
     assert len(_header_bytes(head)) == 1 + 17 + 9 + 5 + 5 + 2
+
+
+@given(raw=st.binary(max_size=3000))
+def test_base64_is_unpadded_url_safe_and_round_trips(raw: bytes) -> None:
+    text = _b64encode(raw)
+    assert text == token_of(raw)
+    assert _b64decode(text) == raw
+
+
+@given(data=st.dictionaries(st.text(max_size=8), st.binary(max_size=400), max_size=4))
+def test_sealed_text_is_the_url_safe_spelling_of_its_bytes(
+    data: dict[str, bytes],
+) -> None:
+    codec = TokenCodec(KeyRing(generate_key()), "session")
+    token = codec.seal(payload(data=data))
+    assert token == token_of(raw_of(token))
+    assert codec.open(token, now=NOW).payload.data == data
