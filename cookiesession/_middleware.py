@@ -636,14 +636,13 @@ class SessionMiddleware:
         data_bytes, packed = (
             _serialize.dumps_counted(payload.data) if encoded is None else encoded
         )
-        # TODO(#5): a request that writes adds about 0.6x of what Starlette's
-        # middleware adds, not the 0.5x aimed for. The seal itself (a nonce
-        # from the kernel, AES-GCM, header and base64) is about a third of
-        # it; the rest is Python spread thin over this path.
         token = self._codec.seal(payload, data_bytes)
         if len(token) <= _CACHED_TOKEN_CHARS:
             # The browser sends this value back next: remember what it opens
             # to. The payload was made for this seal alone, so it is kept.
+            # This costs a write about 1.5 us (1-key session) to 3.5 us (1 KB)
+            # and saves the next request from this browser 4 us to 19 us of
+            # decryption, decoding and packing, when it reaches this process.
             # Exact scalars and values still packed go into the template as
             # they are; a list or dict the handler built or unpacked, or a
             # scalar subclass (stored as its base type), leaves the template
