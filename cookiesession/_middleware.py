@@ -18,7 +18,11 @@ from cookiesession import _serialize
 from cookiesession._errors import InvalidSession, Reason, SessionTooLarge
 from cookiesession._keys import KeyRing, SecretLike
 from cookiesession._options import CookieOptions, check_cookie_name, seconds
-from cookiesession._revocation import RevocationStore, RevocationStoreError
+from cookiesession._revocation import (
+    MemoryRevocationStore,
+    RevocationStore,
+    RevocationStoreError,
+)
 from cookiesession._serialize import Packed
 from cookiesession._session import Session
 from cookiesession._token import (
@@ -271,7 +275,10 @@ class SessionMiddleware:
         incoming = self._read_cookies(scope)
         store = self.revocation
         if store is None:
-            session = self._load(incoming)
+            session = self._load(incoming, None)
+        elif type(store) is MemoryRevocationStore:
+            # Exactly the built-in store, which a subclass may not be.
+            session = self._load(incoming, store._revoked)
         else:
             session = await self._load_checked(incoming, store)
         scope["session"] = session
@@ -279,10 +286,12 @@ class SessionMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == start:
-                if store is None:
-                    self._commit(scope, session, incoming, message)
+                # Only destroy(), regenerate() and sign_out_everywhere() have
+                # revocations to write, and each of them retires the session.
+                if store is not None and session._retired:
+                    await self._commit_retired(store, scope, session, incoming, message)
                 else:
-                    await self._commit_checked(store, scope, session, incoming, message)
+                    self._commit(scope, session, incoming, message)
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
@@ -335,8 +344,16 @@ class SessionMiddleware:
             return None
         return index
 
-    def _load(self, incoming: _Incoming) -> Session:
-        """The session of the first candidate that opens (no revocation)."""
+    def _load(
+        self,
+        incoming: _Incoming,
+        revoked: Callable[[bytes, str | None, int], bool] | None,
+    ) -> Session:
+        """The session of the first candidate that opens and is not `revoked`.
+
+        `revoked` answers at once (the memory store); a store that must be
+        awaited goes through `_load_checked` instead.
+        """
         position = 0
         for token in incoming.candidates:
             try:
@@ -347,6 +364,15 @@ class SessionMiddleware:
                 if position == _MAX_CANDIDATES:
                     break
                 continue
+            if revoked is not None:
+                payload = opened[0]
+                if revoked(payload.session_id, payload.subject, payload.issued_at_ms):
+                    logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
+                    incoming.reason = Reason.REVOKED
+                    position += 1
+                    if position == _MAX_CANDIDATES:
+                        break
+                    continue
             # `_accept`, inlined: nearly every request with a cookie ends here.
             incoming.reason = None
             incoming.chunked = position == incoming.chunked_at
@@ -356,34 +382,55 @@ class SessionMiddleware:
     async def _load_checked(
         self, incoming: _Incoming, store: RevocationStore
     ) -> Session:
-        """`_load`, with each opened session checked against `store`."""
-        position = 0
-        while (found := self._first_open(incoming, position)) is not None:
-            position, opened = found
-            reason = await self._check_revoked(store, opened[0])
-            if reason is None:
-                return _accept(incoming, position, opened)
-            incoming.reason = reason
-            if reason is Reason.STORE_UNAVAILABLE:
-                incoming.unchecked = opened[0]
-            position += 1
-        return _rejected(incoming)
-
-    def _first_open(
-        self, incoming: _Incoming, start: int
-    ) -> tuple[int, _Opened] | None:
-        """The first candidate from `start` on that opens, with its position.
+        """`_load`, with each opened session checked against `store`.
 
         Browsers send every cookie whose path and domain match, most specific
-        path first, so a stale copy may stand before the live one.
+        path first, so a stale or revoked copy may stand before the live one.
         """
-        candidates = incoming.candidates
-        for position in range(start, min(len(candidates), _MAX_CANDIDATES)):
+        for position, token in enumerate(incoming.candidates):
+            if position == _MAX_CANDIDATES:
+                break
             try:
-                return position, self._open(candidates[position])
+                opened = self._open(token)
             except InvalidSession as exc:
                 incoming.reason = exc.reason
-        return None
+                continue
+            # The store is asked here rather than in a helper coroutine:
+            # one coroutine fewer on every request with a cookie.
+            payload = opened[0]
+            try:
+                revoked = await store.is_revoked(
+                    payload.session_id,
+                    subject=payload.subject,
+                    issued_at_ms=payload.issued_at_ms,
+                )
+            except RevocationStoreError:
+                reason = self._store_failed()
+                if reason is None:  # failing open: accepted unchecked
+                    return _accept(incoming, position, opened)
+                incoming.unchecked = payload
+            else:
+                if self._store_down:
+                    self._store_down = False
+                    logger.warning("revocation store answering again")
+                if not revoked:
+                    return _accept(incoming, position, opened)
+                logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
+                reason = Reason.REVOKED
+            incoming.reason = reason
+        return _rejected(incoming)
+
+    def _store_failed(self) -> Reason | None:
+        """The answer for a session the store could not check."""
+        if not self._store_down:
+            self._store_down = True
+            logger.warning(
+                "revocation store unavailable: failing %s",
+                "open (sessions accepted unchecked)"
+                if self._fail_open
+                else "closed (sessions treated as revoked)",
+            )
+        return None if self._fail_open else Reason.STORE_UNAVAILABLE
 
     def _open(self, token: str) -> _Opened:
         """`TokenCodec.open`, skipping the decryption of a value seen lately."""
@@ -419,33 +466,6 @@ class SessionMiddleware:
             self._older = recent
             self._recent = recent = {}
         recent[token] = entry
-
-    async def _check_revoked(
-        self, store: RevocationStore, payload: Payload
-    ) -> Reason | None:
-        try:
-            revoked = await store.is_revoked(
-                payload.session_id,
-                subject=payload.subject,
-                issued_at_ms=payload.issued_at_ms,
-            )
-        except RevocationStoreError:
-            if not self._store_down:
-                self._store_down = True
-                logger.warning(
-                    "revocation store unavailable: failing %s",
-                    "open (sessions accepted unchecked)"
-                    if self._fail_open
-                    else "closed (sessions treated as revoked)",
-                )
-            return None if self._fail_open else Reason.STORE_UNAVAILABLE
-        if self._store_down:
-            self._store_down = False
-            logger.warning("revocation store answering again")
-        if revoked:
-            logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
-            return Reason.REVOKED
-        return None
 
     # -- response ---------------------------------------------------------
 
@@ -534,7 +554,7 @@ class SessionMiddleware:
                 keep.add(cookie_name)
                 lines.append((cookie_name, self._expired_line(cookie_name, secure)))
 
-    async def _commit_checked(
+    async def _commit_retired(
         self,
         store: RevocationStore,
         scope: Scope,
@@ -543,14 +563,12 @@ class SessionMiddleware:
         message: Message,
     ) -> None:
         """`_commit`, after writing the revocations the handler asked for."""
-        first_ms = 0
-        if not _untouched(session, incoming, self.save_uninitialized):
-            if incoming.unchecked is not None and session._retired:
-                # Logout while the store was down: the handler saw an empty
-                # session, but the cookie it ends is the one set aside. Revoke
-                # that one (the store may be back) and let the cookie go.
-                session._history = (*session._history, incoming.unchecked)
-            first_ms = await self._write_revocations(store, session, self._clock())
+        if incoming.unchecked is not None:
+            # Logout while the store was down: the handler saw an empty
+            # session, but the cookie it ends is the one set aside. Revoke
+            # that one (the store may be back) and let the cookie go.
+            session._history = (*session._history, incoming.unchecked)
+        first_ms = await self._write_revocations(store, session, self._clock())
         self._commit(scope, session, incoming, message, first_ms)
 
     def _new_token(
@@ -836,13 +854,6 @@ def _thawed_unchanged(session: Session, thawed: dict[str, Packed]) -> bool:
 def _emptied(session: Session) -> bool:
     """An opened session whose data the handler removed."""
     return not session and session._original != _EMPTY_MAP
-
-
-def _untouched(session: Session, incoming: _Incoming, save_uninitialized: bool) -> bool:
-    """A request that brought no session cookie and left the session alone."""
-    return not (session or incoming.names or save_uninitialized) and not (
-        session._retired or session._changed or session._force_save
-    )
 
 
 def _accept(incoming: _Incoming, position: int, opened: _Opened) -> Session:

@@ -278,7 +278,17 @@ class MemoryRevocationStore:
         self, session_id: bytes, *, subject: str | None, issued_at_ms: int
     ) -> bool:
         """Whether this session, or all of its subject's sessions, are revoked."""
-        self._expire_due()
+        return self._revoked(session_id, subject, issued_at_ms)
+
+    def _revoked(
+        self, session_id: bytes, subject: str | None, issued_at_ms: int
+    ) -> bool:
+        # `is_revoked` without a coroutine: the middleware calls this one
+        # directly, since this store answers without waiting for anything.
+        # `_expire_due`, inlined: every request with a cookie comes through.
+        now = self._clock()
+        if now >= self._next_due:
+            self._prune(now)
         if session_id in self._sessions or issued_at_ms <= self._watermark:
             return True
         if subject is None:

@@ -289,9 +289,16 @@ def test_without_a_store_a_copied_cookie_survives_destroy() -> None:
     assert client.get("/view").json()["session"] == {"user": "alice"}
 
 
-def test_with_a_store_a_copied_cookie_is_rejected_after_destroy() -> None:
+class AwaitedMemoryStore(MemoryRevocationStore):
+    """The memory store, taken by the middleware's path for awaited stores."""
+
+
+@pytest.mark.parametrize("kind", [MemoryRevocationStore, AwaitedMemoryStore])
+def test_with_a_store_a_copied_cookie_is_rejected_after_destroy(
+    kind: type[MemoryRevocationStore],
+) -> None:
     clock = Clock()
-    store = MemoryRevocationStore(clock=clock)
+    store = kind(clock=clock)
     client = make_client(
         {**BASIC, "logout": lambda s: s.destroy()}, revocation=store, clock=clock
     )
@@ -302,6 +309,28 @@ def test_with_a_store_a_copied_cookie_is_rejected_after_destroy() -> None:
     assert response.json()["session"] == {}
     (line,) = set_cookies(response)
     assert is_expiring(line)
+
+
+@pytest.mark.parametrize("kind", [MemoryRevocationStore, AwaitedMemoryStore])
+def test_with_a_store_a_revoked_copy_before_the_live_cookie_is_passed_over(
+    kind: type[MemoryRevocationStore],
+) -> None:
+    clock = Clock()
+    store = kind(clock=clock)
+    client = make_client(
+        {**BASIC, "logout": lambda s: s.destroy()}, revocation=store, clock=clock
+    )
+    revoked = cookie_value(set_cookies(client.get("/login"))[0])
+    client.get("/logout")
+    live = cookie_value(set_cookies(client.get("/cart"))[0])
+    client.cookies.clear()
+    response = client.get(
+        "/view", headers={"cookie": f"session={revoked}; session={live}"}
+    )
+    assert response.json()["session"] == {"cart": ["apple"]}
+    # The revoked copy shares the live cookie's name: expiring it would
+    # expire both, so the response leaves the pair alone.
+    assert set_cookies(response) == []
 
 
 def test_revocation_lasts_exactly_as_long_as_the_cookie_could() -> None:
