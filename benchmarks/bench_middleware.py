@@ -576,13 +576,13 @@ def _targets_section(results: dict[str, _harness.Measurement]) -> list[str]:
                 verdict,
             ]
         )
-    for scenario in SCENARIOS:
-        if scenario.session is None:
+    for case in SCENARIOS:
+        if case.session is None:
             continue
         added = _harness.Stats.of(
             _harness.paired_differences(
-                results[f"{scenario.name} | {OURS_REVOCATION}"],
-                results[f"{scenario.name} | {OURS}"],
+                results[f"{case.name} | {OURS_REVOCATION}"],
+                results[f"{case.name} | {OURS}"],
             )
         )
         limit_ns = REVOCATION_LIMIT_US * 1e3
@@ -591,7 +591,7 @@ def _targets_section(results: dict[str, _harness.Measurement]) -> list[str]:
             verdict += " (borderline: the IQR spans the limit)"
         rows.append(
             [
-                f"{scenario.name}: the memory revocation store adds "
+                f"{case.name}: the memory revocation store adds "
                 f"<= {REVOCATION_LIMIT_US:.1f} us",
                 f"{_us(added.median)} us ({_us(added.p25)}-{_us(added.p75)})",
                 verdict,

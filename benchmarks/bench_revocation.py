@@ -10,6 +10,9 @@ Measures, with the working tree's cookiesession:
   subject, one MGET with one), sequential calls.
 - Bytes per entry of a memory store holding 1,000,000 revoked ids, with
   tracemalloc, and the pause of one fold at `max_entries`=100,000.
+- Redis round trips per request through `SessionMiddleware`: a client that
+  counts its commands, requests driven through httpx's ASGI transport (no
+  cookie, reads, writes, a login that regenerates, a logout).
 
 Every figure is the median of several rounds, with the p25-p75 spread; cases
 run interleaved, the garbage collector paused while timing.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import logging
 import os
 import random
@@ -31,12 +35,23 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any, cast
 
 # Measure the working tree's cookiesession however the script is started.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
+import redis
+import redis.asyncio
+import redis.exceptions
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from cookiesession import Session, SessionMiddleware, generate_key
 from cookiesession._revocation import (
     MemoryRevocationStore,
     RedisRevocationStore,
@@ -44,6 +59,8 @@ from cookiesession._revocation import (
 )
 
 Check = Callable[..., Awaitable[bool]]
+#: `MemoryRevocationStore._revoked`: the check as the middleware makes it.
+SyncCheck = Callable[[bytes, str | None, int], bool]
 
 MEMORY_ENTRIES = 100_000
 MEMORY_LOOPS = 200_000
@@ -61,10 +78,16 @@ async def awaited_noop(
 
 
 async def time_batch(
-    check: Check, session_id: bytes, subject: str | None, loops: int
+    check: Check | SyncCheck, session_id: bytes, subject: str | None, loops: int
 ) -> float:
-    """Nanoseconds per call of `loops` sequential awaited checks."""
+    """Nanoseconds per call of `loops` sequential checks, awaited if async."""
     issued = int(time.time() * 1000)
+    if not inspect.iscoroutinefunction(check):
+        sync = cast(SyncCheck, check)
+        start = time.perf_counter_ns()
+        for _ in range(loops):
+            sync(session_id, subject, issued)
+        return (time.perf_counter_ns() - start) / loops
     start = time.perf_counter_ns()
     for _ in range(loops):
         await check(session_id, subject=subject, issued_at_ms=issued)
@@ -72,7 +95,9 @@ async def time_batch(
 
 
 async def run_rounds(
-    cases: dict[str, tuple[Check, bytes, str | None]], loops: int, rounds: int
+    cases: Mapping[str, tuple[Check | SyncCheck, bytes, str | None]],
+    loops: int,
+    rounds: int,
 ) -> dict[str, list[float]]:
     """Per-call times of every case, one batch each per round, shuffled."""
     results: dict[str, list[float]] = {name: [] for name in cases}
@@ -98,7 +123,13 @@ def spread(values: list[float], scale: float) -> tuple[str, str]:
     return f"{median / scale:.2f}", f"{low / scale:.2f}-{high / scale:.2f}"
 
 
-async def memory_rows() -> list[list[str]]:
+MIDDLEWARE_CHECK = "miss, with subject, as the middleware asks (no coroutine)"
+#: Most nanoseconds the memory store's check may take.
+MEMORY_CHECK_LIMIT_NS = 1000.0
+
+
+async def memory_rows() -> tuple[list[list[str]], float]:
+    """The table rows, and the middleware's check in nanoseconds (median)."""
     store = MemoryRevocationStore()
     until = time.time() + 3600
     revoked = os.urandom(16)
@@ -111,11 +142,12 @@ async def memory_rows() -> list[list[str]]:
     missing = os.urandom(16)
     assert await store.is_revoked(revoked, subject=None, issued_at_ms=2)
     assert not await store.is_revoked(missing, subject="alice", issued_at_ms=2)
-    cases: dict[str, tuple[Check, bytes, str | None]] = {
+    cases: dict[str, tuple[Check | SyncCheck, bytes, str | None]] = {
         "await of a no-op coroutine": (awaited_noop, missing, None),
         "hit": (store.is_revoked, revoked, None),
         "miss": (store.is_revoked, missing, None),
         "miss, with subject": (store.is_revoked, missing, "alice"),
+        MIDDLEWARE_CHECK: (store._revoked, missing, "alice"),
     }
     results = await run_rounds(cases, MEMORY_LOOPS, MEMORY_ROUNDS)
 
@@ -124,9 +156,10 @@ async def memory_rows() -> list[list[str]]:
     for name, values in results.items():
         median, iqr = spread(values, 1.0)
         overhead = statistics.median(values) - baseline
-        extra = "-" if name.startswith("await") else f"{overhead:.0f} ns"
+        awaited = not name.startswith(("await", "miss, with subject, as"))
+        extra = f"{overhead:.0f} ns" if awaited else "-"
         rows.append([f"memory, {name}", f"{median} ns", f"{iqr} ns", extra])
-    return rows
+    return rows, statistics.median(results[MIDDLEWARE_CHECK])
 
 
 async def redis_rows(url: str) -> list[list[str]]:
@@ -148,8 +181,6 @@ async def redis_rows(url: str) -> list[list[str]]:
         await store.aclose()
 
     # The entry would expire in two minutes anyway; leave nothing behind.
-    import redis
-
     with redis.Redis.from_url(url) as client:
         keys = list(client.scan_iter(match=f"{prefix}:*"))
         if keys:
@@ -159,6 +190,91 @@ async def redis_rows(url: str) -> list[list[str]]:
         median, iqr = spread(values, 1000.0)
         rows.append([f"redis, {name}", f"{median} us", f"{iqr} us", "-"])
     return rows
+
+
+class _CountingRedis(redis.asyncio.Redis):
+    """A real client that counts its commands: each is one round trip."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+def _session(request: Request) -> Session:
+    session: Session = request.session  # type: ignore[assignment]
+    return session
+
+
+async def _login(request: Request) -> Response:
+    session = _session(request)
+    session.regenerate()
+    session["user"] = "alice"
+    session.subject = "alice"
+    return PlainTextResponse("ok")
+
+
+async def _read(request: Request) -> Response:
+    return PlainTextResponse(str(request.session.get("user")))
+
+
+async def _write(request: Request) -> Response:
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    return PlainTextResponse("ok")
+
+
+async def _logout(request: Request) -> Response:
+    _session(request).destroy()
+    return PlainTextResponse("ok")
+
+
+#: (request, path, whether it only checks): in order, one browser.
+ROUND_TRIP_STEPS = (
+    ("no cookie, read", "/read", True),
+    ("new session, write", "/write", True),
+    ("read, no subject", "/read", True),
+    ("write, no subject", "/write", True),
+    ("login: regenerate() ends the anonymous session", "/login", False),
+    ("read, with subject", "/read", True),
+    ("write, with subject", "/write", True),
+    ("logout: destroy() of a session with a subject", "/logout", False),
+)
+
+
+async def redis_round_trips(url: str) -> list[tuple[str, int, bool]]:
+    """Commands each request of `ROUND_TRIP_STEPS` sends to Redis."""
+    prefix = f"bench-{secrets.token_hex(6)}"
+    client = cast(_CountingRedis, _CountingRedis.from_url(url))
+    app = Starlette(
+        routes=[
+            Route("/login", _login),
+            Route("/read", _read),
+            Route("/write", _write),
+            Route("/logout", _logout),
+        ]
+    )
+    store = RedisRevocationStore(client=client, prefix=prefix, timeout=1.0)
+    app.add_middleware(SessionMiddleware, secret=generate_key(), revocation=store)
+    counts = []
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://bench.example"
+        ) as http:
+            for name, path, checks_only in ROUND_TRIP_STEPS:
+                before = client.round_trips
+                response = await http.get(path)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{path}: status {response.status_code}")
+                counts.append((name, client.round_trips - before, checks_only))
+        async for key in client.scan_iter(match=f"{prefix}:*"):
+            await client.delete(key)
+    except redis.exceptions.RedisError as exc:
+        raise RevocationStoreError(type(exc).__name__) from None
+    finally:
+        await client.aclose()
+    return counts
 
 
 async def footprint() -> tuple[float, float]:
@@ -207,9 +323,11 @@ def table(rows: list[list[str]]) -> str:
 
 
 async def main(redis_url: str) -> None:
-    rows = await memory_rows()
+    rows, check_ns = await memory_rows()
+    trips: list[tuple[str, int, bool]] = []
     try:
         rows += await redis_rows(redis_url)
+        trips = await redis_round_trips(redis_url)
     except RevocationStoreError as exc:
         rows.append(["redis", f"unavailable ({exc})", "-", "-"])
     per_entry, fill_seconds = await footprint()
@@ -217,6 +335,29 @@ async def main(redis_url: str) -> None:
 
     print(f"Python {sys.version.split()[0]} on {sys.platform}\n")
     print(table(rows))
+    print()
+    if trips:
+        print("Redis round trips per request through the middleware, one browser:\n")
+        print("| Request | Round trips |\n|---|---|")
+        for name, count, _ in trips:
+            print(f"| {name} | {count} |")
+        print()
+    print("### Targets\n")
+    print("| Target | Measured | Result |\n|---|---|---|")
+    verdict = "PASS" if check_ns <= MEMORY_CHECK_LIMIT_NS else "MISS"
+    print(
+        f"| memory store check, as the middleware makes it, under "
+        f"{MEMORY_CHECK_LIMIT_NS / 1000:.0f} us | {check_ns:.0f} ns | {verdict} |"
+    )
+    if trips:
+        most = max(count for _, count, checks_only in trips if checks_only)
+        verdict = "PASS" if most <= 1 else "MISS"
+        print(
+            "| Redis: a request that only checks (read or write) adds one round "
+            f"trip at most | at most {most} | {verdict} |"
+        )
+    else:
+        print("| Redis: one round trip at most | Redis unavailable | MISS |")
     print()
     print(
         f"Memory store, {FOOTPRINT_ENTRIES:,} revoked ids: {per_entry:.0f} bytes "

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -41,15 +43,22 @@ async def everywhere(request: Request) -> Response:
     return JSONResponse({})
 
 
+async def count(request: Request) -> Response:
+    request.session["visits"] = request.session.get("visits", 0) + 1
+    return JSONResponse(dict(request.session))
+
+
+ROUTES = [
+    Route("/login", login),
+    Route("/view", view),
+    Route("/logout", logout),
+    Route("/everywhere", everywhere),
+    Route("/count", count),
+]
+
+
 def server(store: RedisRevocationStore, **options: Any) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/login", login),
-            Route("/view", view),
-            Route("/logout", logout),
-            Route("/everywhere", everywhere),
-        ]
-    )
+    app = Starlette(routes=ROUTES)
     app.add_middleware(SessionMiddleware, secret=KEY, revocation=store, **options)
     return app
 
@@ -170,3 +179,52 @@ def test_logout_while_the_store_is_down_still_clears_and_tries_to_revoke(
         response = closed.get("/logout")
     assert "Max-Age=0" in response.headers["set-cookie"]
     assert any("could not revoke session" in r.getMessage() for r in caplog.records)
+
+
+class CountingRedis(redis.asyncio.Redis):
+    """A real client that counts its commands: each is one round trip."""
+
+    round_trips = 0
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.round_trips += 1
+        return await super().execute_command(*args, **options)
+
+
+def test_a_request_asks_redis_once_and_only_with_a_cookie(
+    redis_url: str, prefix: str
+) -> None:
+    client = CountingRedis.from_url(redis_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(routes=ROUTES, lifespan=lifespan)
+    store = RedisRevocationStore(client=client, prefix=prefix)
+    app.add_middleware(SessionMiddleware, secret=KEY, revocation=store)
+
+    def round_trips(path: str) -> int:
+        before = client.round_trips
+        response = http.get(path)
+        assert response.status_code == 200
+        return client.round_trips - before
+
+    with TestClient(app) as http:
+        assert round_trips("/view") == 0  # no cookie: nothing to check
+        assert round_trips("/count") == 0  # a new session has nothing revoked
+        assert round_trips("/count") == 1  # a write: one GET
+        assert round_trips("/view") == 1  # a read: one GET
+        assert http.get("/view").json() == {"visits": 2}
+        # Ending a session adds the writing of its revocation: one write
+        # per key it is filed under. regenerate() at login ends the
+        # anonymous session: the check, then its id.
+        assert round_trips("/login") == 2
+        # With a subject the session and subject entries come in one MGET.
+        assert round_trips("/view") == 1
+        assert round_trips("/count") == 1
+        # A logged-in session is filed under its id and under its id with
+        # its subject (keys that may live on different Cluster nodes).
+        assert round_trips("/logout") == 3
+        assert round_trips("/view") == 0  # the cookie is gone
