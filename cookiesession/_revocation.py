@@ -102,9 +102,11 @@ class RevocationStoreError(Exception):
 class RevocationStore(Protocol):
     """What the middleware needs from a revocation list.
 
-    Every method is one round trip at most. Times are Unix seconds (floats)
-    for entry lifetimes and integer milliseconds for issue times, as in the
-    token payload.
+    The middleware calls `is_revoked` once for every request that brings a
+    session cookie, so it should be one round trip at most; the writes come
+    only when a session ends. Times are Unix seconds (floats) for entry
+    lifetimes and integer milliseconds for issue times, as in the token
+    payload.
     """
 
     async def revoke(
@@ -401,8 +403,12 @@ class MemoryRevocationStore:
 class RedisRevocationStore:
     """A revocation list in Redis, shared by every worker that points at it.
 
-    Each call is one command under `timeout`; a Redis that is down, slow or
-    hung raises `RevocationStoreError` rather than stalling the request.
+    `is_revoked` and `revoke_subject` are one command each, and `revoke` one
+    command per key the session is filed under (two with a subject: see the
+    key layout in this module's docstring), each under `timeout`; the first
+    write to a Redis that has not seen the Lua script yet also loads it. A Redis
+    that is down, slow or hung raises `RevocationStoreError` rather than
+    stalling the request.
     When Redis comes back the same store works again: the client reconnects.
     Works with Redis 6.2 or newer, and with Redis Cluster (see the key layout
     in this module's docstring).
