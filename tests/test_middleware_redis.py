@@ -6,7 +6,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -194,7 +194,7 @@ class CountingRedis(redis.asyncio.Redis):
 def test_a_request_asks_redis_once_and_only_with_a_cookie(
     redis_url: str, prefix: str
 ) -> None:
-    client = CountingRedis.from_url(redis_url)
+    client = cast(CountingRedis, CountingRedis.from_url(redis_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
