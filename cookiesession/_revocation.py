@@ -102,9 +102,9 @@ class RevocationStoreError(Exception):
 class RevocationStore(Protocol):
     """What the middleware needs from a revocation list.
 
-    The middleware calls `is_revoked` once for every request that brings a
-    session cookie, so it should be one round trip at most; the writes come
-    only when a session ends. Times are Unix seconds (floats) for entry
+    Every method should be one round trip at most: the middleware calls
+    `is_revoked` once for every request that brings a session cookie, and the
+    writes when a session ends. Times are Unix seconds (floats) for entry
     lifetimes and integer milliseconds for issue times, as in the token
     payload.
     """
@@ -403,12 +403,11 @@ class MemoryRevocationStore:
 class RedisRevocationStore:
     """A revocation list in Redis, shared by every worker that points at it.
 
-    `is_revoked` and `revoke_subject` are one command each, and `revoke` one
-    command per key the session is filed under (two with a subject: see the
-    key layout in this module's docstring), each under `timeout`; the first
-    write to a Redis that has not seen the Lua script yet also loads it. A Redis
-    that is down, slow or hung raises `RevocationStoreError` rather than
-    stalling the request.
+    Each call is one round trip under `timeout` (`revoke` with a subject
+    pipelines its two keys; see the key layout in this module's docstring);
+    the first write to a Redis that has not seen the Lua script yet also
+    loads it. A Redis that is down, slow or hung raises
+    `RevocationStoreError` rather than stalling the request.
     When Redis comes back the same store works again: the client reconnects.
     Works with Redis 6.2 or newer, and with Redis Cluster (see the key layout
     in this module's docstring).
@@ -450,7 +449,7 @@ class RedisRevocationStore:
             from redis.asyncio.retry import Retry  # noqa: PLC0415
             from redis.backoff import NoBackoff  # noqa: PLC0415
             from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
-            from redis.exceptions import RedisError  # noqa: PLC0415
+            from redis.exceptions import NoScriptError, RedisError  # noqa: PLC0415
         except ImportError:
             raise ImportError(
                 f"RedisRevocationStore needs the redis package: {_INSTALL_HINT}"
@@ -475,6 +474,7 @@ class RedisRevocationStore:
         self._timeout = timeout
         self._raise_entry = client.register_script(_RAISE_ENTRY)
         self._errors = (RedisError, OSError, asyncio.TimeoutError)
+        self._no_script = NoScriptError
 
     async def aclose(self) -> None:
         """Close the client if this store created it from a URL."""
@@ -499,12 +499,13 @@ class RedisRevocationStore:
         if until <= time.time():
             return
         session_key, _ = self._keys(session_id, subject)
-        await self._raise(session_key, issued_at_ms, until)
-        if subject is not None:
-            # Earlier cookies of this id may predate its subject (an anonymous
-            # session that logged in); they look under the subject-less key.
-            bare_key, _ = self._keys(session_id, None)
-            await self._raise(bare_key, issued_at_ms, until)
+        if subject is None:
+            await self._raise(session_key, issued_at_ms, until)
+            return
+        # Earlier cookies of this id may predate its subject (an anonymous
+        # session that logged in); they look under the subject-less key.
+        bare_key, _ = self._keys(session_id, None)
+        await self._run(self._raise_both(session_key, bare_key, issued_at_ms, until))
 
     async def revoke_subject(
         self, subject: str, *, before_ms: int, until: float
@@ -554,6 +555,34 @@ class RedisRevocationStore:
     async def _raise(self, key: str, value: int, until: float) -> None:
         expire_at_ms = math.ceil(until * 1000)
         await self._run(self._raise_entry(keys=[key], args=[value, expire_at_ms]))
+
+    async def _raise_both(
+        self, first: str, second: str, value: int, until: float
+    ) -> None:
+        """`_raise` of two keys in one round trip (one per node in a Cluster).
+
+        The keys may hash to different slots, so not one script call: one
+        pipeline of two, without MULTI. A Redis that has not seen the script
+        yet (a restart, SCRIPT FLUSH) answers NOSCRIPT; it is loaded and the
+        pair sent again, which the script makes harmless for a key that was
+        written the first time.
+        """
+        expire_at_ms = math.ceil(until * 1000)
+        sha = self._raise_entry.sha
+        for attempt in range(2):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(sha, 1, first, value, expire_at_ms)
+                pipe.evalsha(sha, 1, second, value, expire_at_ms)
+                replies = await pipe.execute(raise_on_error=False)
+            errors = [reply for reply in replies if isinstance(reply, Exception)]
+            if not errors:
+                return
+            if attempt == 0 and all(
+                isinstance(error, self._no_script) for error in errors
+            ):
+                await self._client.script_load(_RAISE_ENTRY)
+                continue
+            raise errors[0]
 
     async def _run(self, call: Awaitable[_T]) -> _T:
         """Await one Redis call under the timeout, with errors made opaque."""

@@ -548,6 +548,26 @@ class TestRedisStore(StoreContract):
 
         env.run(body)
 
+    def test_a_revocation_with_a_subject_survives_a_flushed_script_cache(
+        self, env: RedisEnv
+    ) -> None:
+        # As after a Redis restart: the script must be loaded again, and
+        # both keys of the pair written.
+        session = new_id()
+
+        async def body(store: RevocationStore) -> None:
+            until = env.now() + LONG
+            await store.revoke(session, subject="alice", issued_at_ms=5, until=until)
+            env.inspect.script_flush()
+            other = new_id()
+            await store.revoke(other, subject="alice", issued_at_ms=5, until=until)
+            for revoked in (session, other):
+                assert await store.is_revoked(revoked, subject="alice", issued_at_ms=5)
+                assert await store.is_revoked(revoked, subject=None, issued_at_ms=5)
+            assert env.count() == 4
+
+        env.run(body)
+
     def test_key_names_hold_the_prefix_and_digests_only(self, env: RedisEnv) -> None:
         subject = "alice@example.com"
         with_subject, alone = new_id(), new_id()
