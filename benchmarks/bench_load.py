@@ -1,24 +1,27 @@
 """Load run over real HTTP: uvicorn on 127.0.0.1, with and without cookiesession.
 
 Each variant has its own uvicorn server in a subprocess (port chosen by the
-kernel, loopback only) serving the same small JSON app. A client of `N`
-concurrent virtual users (one `httpx.AsyncClient` and cookie jar each) repeats
-a shop flow until a fixed number of requests is done:
+kernel, loopback only) serving the demo app's routes (`cookiesession._demo`).
+A client of `N` concurrent virtual users (one `httpx.AsyncClient` and cookie
+jar each) repeats the demo's JSON flow until a fixed number of requests is
+done:
 
-    POST /api/login -> POST /api/cart x3 -> GET /api/profile -> POST /api/logout
+    POST /api/login -> POST /api/cart x3 -> GET /api/session -> POST /api/logout
 
 Variants:
 
-- none: no session middleware; the handlers do the same work on a throwaway
-  dict, so nothing is stored (the baseline);
-- cookiesession: `SessionMiddleware(secret=...)`;
+- none: the demo's routes and origin check without any session middleware;
+  each request gets a session object that nothing loads or saves (the
+  baseline);
+- cookiesession: the demo app as `python -m cookiesession demo` builds it
+  (`create_app`: SessionMiddleware with `refresh_after=0.5`);
 - cookiesession + revocation: the same with a `MemoryRevocationStore`, so
   logout revokes the session id.
 
 The requests are split over a few rounds; each round runs every variant once,
 in a shuffled order, so a slow phase of the machine does not land on one
 variant only. Each segment starts with a short warm-up that is not counted.
-With a session, every flow is checked (the profile shows the user and three
+With a session, every flow is checked (the session shows the user and three
 cart items); any failed check, HTTP error or non-2xx answer counts as an error.
 Each variant stops at its time limit whatever happened, and every server is
 terminated at the end, also on errors. On a machine with two or more CPUs the
@@ -61,6 +64,7 @@ START_TIMEOUT_S = 15.0
 WARMUP_FLOWS = 32
 ROUNDS = 3
 FLOW_LENGTH = 6
+CART = ("sku-1", "sku-2", "sku-3")
 VARIANTS = ("none", "cookiesession", "cookiesession + revocation")
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -70,78 +74,46 @@ CLIENT_CPU = 1
 # The server side (runs in the subprocess)
 
 
-class _Scratch(dict[str, Any]):
-    """Stands in for a session when no middleware runs: holds nothing."""
+class _ScratchSession:
+    """Gives each request a session object that nothing loads or saves.
 
-    subject: str | None = None
+    The demo's handlers then run as they are, and no session middleware does
+    any work: the baseline.
+    """
 
-    def regenerate(self) -> None:
-        self.clear()
+    def __init__(self, app: Any) -> None:
+        self.app = app
 
-    def destroy(self) -> None:
-        self.clear()
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        from cookiesession import Session
+
+        scope["session"] = Session()
+        await self.app(scope, receive, send)
 
 
 def _build_app(variant: str) -> Any:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse, Response
-    from starlette.routing import Route
 
     import cookiesession
+    from cookiesession import _demo
 
-    def session_of(request: Request) -> Any:
-        if "session" in request.scope:
-            return request.session
-        return _Scratch()
-
-    async def login(request: Request) -> Response:
-        body = await request.json()
-        username = str(body["username"])[:64]
-        session = session_of(request)
-        # A new session id at sign-in, as any login should.
-        session.regenerate()
-        session.subject = username
-        session["user"] = username
-        session["login_at"] = int(time.time())
-        session["cart"] = []
-        return JSONResponse({"user": username})
-
-    async def cart(request: Request) -> Response:
-        body = await request.json()
-        session = session_of(request)
-        items = session.setdefault("cart", [])
-        items.append(str(body["item"])[:100])
-        return JSONResponse({"cart": len(items)})
-
-    async def profile(request: Request) -> Response:
-        session = session_of(request)
-        return JSONResponse(
-            {"user": session.get("user"), "cart": len(session.get("cart", []))}
+    if variant == "none":
+        app = Starlette(
+            routes=_demo._routes(),
+            middleware=[
+                Middleware(_demo._SameOriginWrites),
+                Middleware(_ScratchSession),
+            ],
         )
-
-    async def logout(request: Request) -> Response:
-        session_of(request).destroy()
-        return JSONResponse({"user": None})
-
-    async def health(request: Request) -> Response:
-        return PlainTextResponse("ok")
-
-    routes = [
-        Route("/api/login", login, methods=["POST"]),
-        Route("/api/cart", cart, methods=["POST"]),
-        Route("/api/profile", profile),
-        Route("/api/logout", logout, methods=["POST"]),
-        Route("/health", health),
-    ]
-    middleware = []
-    if variant != "none":
-        options: dict[str, Any] = {"secret": cookiesession.generate_key()}
-        if variant == "cookiesession + revocation":
-            options["revocation"] = cookiesession.MemoryRevocationStore()
-        middleware.append(Middleware(cookiesession.SessionMiddleware, **options))
-    return Starlette(routes=routes, middleware=middleware)
+        app.state.revocation = False
+        return app
+    store = (
+        cookiesession.MemoryRevocationStore()
+        if variant == "cookiesession + revocation"
+        else None
+    )
+    return _demo.create_app(cookiesession.generate_key(), revocation=store)
 
 
 def serve(variant: str, cpu: int | None) -> None:
@@ -219,24 +191,22 @@ async def _wait_ready(base_url: str, deadline: float) -> None:
     async with httpx.AsyncClient(base_url=base_url, timeout=2.0) as client:
         while True:
             try:
-                if (await client.get("/health")).status_code == 200:
+                if (await client.get("/api/session")).status_code == 200:
                     return
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
                     raise
             if time.monotonic() > deadline:
-                raise RuntimeError("the server did not answer /health")
+                raise RuntimeError("the server did not answer /api/session")
             await asyncio.sleep(0.05)
 
 
 async def _flow(client: Any, user: str, checked: bool, tally: Tally | None) -> None:
-    """One login-cart-profile-logout flow; record into `tally` if given."""
+    """One login-cart-session-logout flow; record into `tally` if given."""
     steps: list[tuple[str, str, dict[str, str] | None]] = [
         ("POST", "/api/login", {"username": user}),
-        ("POST", "/api/cart", {"item": "sku-1"}),
-        ("POST", "/api/cart", {"item": "sku-2"}),
-        ("POST", "/api/cart", {"item": "sku-3"}),
-        ("GET", "/api/profile", None),
+        *(("POST", "/api/cart", {"item": item}) for item in CART),
+        ("GET", "/api/session", None),
         ("POST", "/api/logout", {}),
     ]
     for method, path, body in steps:
@@ -258,10 +228,10 @@ async def _flow(client: Any, user: str, checked: bool, tally: Tally | None) -> N
         if response.status_code != 200:
             tally.fail(f"{method} {path}: HTTP {response.status_code}")
             return
-        if checked and path == "/api/profile":
+        if checked and path == "/api/session":
             seen = response.json()
-            if seen != {"user": user, "cart": 3}:
-                tally.fail(f"profile showed {seen!r}")
+            if seen.get("user") != user or seen.get("cart") != list(CART):
+                tally.fail(f"the session showed {seen!r}")
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -442,7 +412,8 @@ def _report(
             "CPUs": f"server on CPU {SERVER_CPU}, client on CPU {CLIENT_CPU}"
             if pinned
             else "not pinned (fewer than two usable CPUs)",
-            "Flow": "login, cart add x3, profile, logout (6 requests)",
+            "Flow": "the demo's JSON API: login, cart add x3, session, logout "
+            "(6 requests)",
             "Warm-up": f"{-(-WARMUP_FLOWS // args.concurrency)} flow(s) per user "
             "and segment, not counted",
             "Rounds": f"{args.rounds}, each running every variant once, in an "

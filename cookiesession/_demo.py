@@ -514,7 +514,26 @@ def create_app(
             cookie but a copy of it stays valid until it expires.
         secure: the cookie's Secure attribute; "auto" sets it on https only.
     """
-    routes = [
+    middleware = [
+        Middleware(_SameOriginWrites),
+        Middleware(
+            SessionMiddleware,
+            secret=secret,
+            cookie=CookieOptions(max_age=IDLE_TIMEOUT, secure=secure),
+            # Re-issue an active session's cookie once half its idle time has
+            # passed, so the idle timeout slides with use.
+            refresh_after=0.5,
+            revocation=revocation,
+        ),
+    ]
+    app = Starlette(routes=_routes(), middleware=middleware)
+    app.state.revocation = revocation is not None
+    return app
+
+
+def _routes() -> list[Route]:
+    """The demo's pages and JSON endpoints, without any middleware."""
+    return [
         Route("/", home),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login, methods=["POST"]),
@@ -533,18 +552,3 @@ def create_app(
         Route("/api/logout", api_logout, methods=["POST"]),
         Route("/api/sign-out-everywhere", api_sign_out_everywhere, methods=["POST"]),
     ]
-    middleware = [
-        Middleware(_SameOriginWrites),
-        Middleware(
-            SessionMiddleware,
-            secret=secret,
-            cookie=CookieOptions(max_age=IDLE_TIMEOUT, secure=secure),
-            # Re-issue an active session's cookie once half its idle time has
-            # passed, so the idle timeout slides with use.
-            refresh_after=0.5,
-            revocation=revocation,
-        ),
-    ]
-    app = Starlette(routes=routes, middleware=middleware)
-    app.state.revocation = revocation is not None
-    return app
