@@ -304,7 +304,9 @@ class SessionMiddleware:
         name, prefix, marker = self.name, self._chunk_prefix, self._name_bytes
         for key, raw in scope["headers"]:
             # Most Cookie headers hold no cookie of ours: skip those unparsed.
-            if key != b"cookie" or marker not in raw:
+            # find() rather than `in`: bytes.__contains__ first tries the
+            # marker as an integer and builds a TypeError to throw away.
+            if key != b"cookie" or raw.find(marker) < 0:
                 continue
             for part in raw.decode("latin-1").split(";"):
                 cookie_name, _, value = part.partition("=")
