@@ -562,18 +562,23 @@ def _revocation_section(results: dict[str, _harness.Measurement]) -> list[str]:
     ]
 
 
+def _verdict(stats: _harness.Stats, limit: float) -> str:
+    """PASS when the median is within `limit`, marked when the IQR spans it."""
+    verdict = "PASS" if stats.median <= limit else "MISS"
+    if stats.p25 <= limit < stats.p75:
+        verdict += " (borderline: the IQR spans the limit)"
+    return verdict
+
+
 def _targets_section(results: dict[str, _harness.Measurement]) -> list[str]:
     rows = []
     for scenario, limit in TARGETS.items():
         stats = _ratio_stats(results, scenario, STARLETTE)
-        verdict = "PASS" if stats.median <= limit else "MISS"
-        if stats.p25 <= limit < stats.p75:
-            verdict += " (borderline: the ratio's IQR spans the limit)"
         rows.append(
             [
                 f"{scenario}: cookiesession adds <= {limit:.1f}x Starlette's cost",
                 _ratio_text(stats),
-                verdict,
+                _verdict(stats, limit),
             ]
         )
     for case in SCENARIOS:
@@ -585,16 +590,12 @@ def _targets_section(results: dict[str, _harness.Measurement]) -> list[str]:
                 results[f"{case.name} | {OURS}"],
             )
         )
-        limit_ns = REVOCATION_LIMIT_US * 1e3
-        verdict = "PASS" if added.median <= limit_ns else "MISS"
-        if added.p25 <= limit_ns < added.p75:
-            verdict += " (borderline: the IQR spans the limit)"
         rows.append(
             [
                 f"{case.name}: the memory revocation store adds "
                 f"<= {REVOCATION_LIMIT_US:.1f} us",
                 f"{_us(added.median)} us ({_us(added.p25)}-{_us(added.p75)})",
-                verdict,
+                _verdict(added, REVOCATION_LIMIT_US * 1e3),
             ]
         )
     return [
