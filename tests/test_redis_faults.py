@@ -49,21 +49,25 @@ def test_store_fails_fast_while_redis_is_down_and_recovers(
             assert elapsed < 1.0
             for secret in (before.hex(), "alice"):
                 assert secret not in str(error)
-            error, elapsed = await timed(
-                store.revoke(after, subject=None, issued_at_ms=1, until=until)
-            )
-            assert isinstance(error, RevocationStoreError)
-            assert elapsed < 1.0
+            for subject in (None, "alice"):  # one key, then a pipelined pair
+                error, elapsed = await timed(
+                    store.revoke(after, subject=subject, issued_at_ms=1, until=until)
+                )
+                assert isinstance(error, RevocationStoreError)
+                assert error.__cause__ is None
+                assert elapsed < 1.0
             error, _ = await timed(
                 store.revoke_subject("alice", before_ms=2, until=until)
             )
             assert isinstance(error, RevocationStoreError)
 
-            # Same port, empty server: the same store object works again.
+            # Same port, empty server (no script loaded either): the same
+            # store object works again.
             own_redis.start()
             assert not await store.is_revoked(before, subject="alice", issued_at_ms=1)
-            await store.revoke(after, subject=None, issued_at_ms=1, until=until)
+            await store.revoke(after, subject="alice", issued_at_ms=1, until=until)
             assert await store.is_revoked(after, subject=None, issued_at_ms=1)
+            assert await store.is_revoked(after, subject="alice", issued_at_ms=1)
             await store.revoke_subject("alice", before_ms=2, until=until)
             assert await store.is_revoked(before, subject="alice", issued_at_ms=1)
         finally:
