@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ from cookiesession import (
     TokenCodec,
     generate_key,
 )
+from cookiesession._middleware import _CACHED_TOKENS, _SEAL_SAMPLE, _SEAL_WINDOW
 
 KEY = generate_key()
 Handler = Callable[[Session], Any]
@@ -1072,9 +1074,97 @@ def test_a_value_this_middleware_sealed_opens_without_decrypting(
     assert stale is False
 
 
-def test_remembered_values_are_bounded() -> None:
-    from cookiesession._middleware import _CACHED_TOKENS
+class CountingOpens:
+    """Wraps TokenCodec.open to count decryptions; each still happens."""
 
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        real = TokenCodec.open
+
+        def counted(codec: TokenCodec, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return real(codec, *args, **kwargs)
+
+        monkeypatch.setattr(TokenCodec, "open", counted)
+
+
+def counter_middleware() -> SessionMiddleware:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session["n"] = session.get("n", 0) + 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    return SessionMiddleware(app, secret=KEY)
+
+
+def writes(
+    middleware: SessionMiddleware, cookie: str | None, count: int, *, chain: bool
+) -> list[str]:
+    """`count` requests that increment the session; the cookies sent back.
+
+    With `chain`, each request brings the cookie the one before it got, as
+    a browser does; without, every one brings `cookie`.
+    """
+    got: list[str] = []
+
+    async def run() -> None:
+        current = cookie
+        for _ in range(count):
+            sent: list[Any] = []
+            headers = (
+                [] if current is None else [(b"cookie", f"session={current}".encode())]
+            )
+            scope = {"type": "http", "method": "GET", "path": "/", "headers": headers}
+
+            async def receive() -> Any:
+                return {"type": "http.request", "body": b""}
+
+            async def send(message: Any, sent: list[Any] = sent) -> None:
+                sent.append(message)
+
+            await middleware(scope, receive, send)
+            (line,) = [v.decode() for k, v in sent[0]["headers"] if k == b"set-cookie"]
+            got.append(cookie_value(line))
+            if chain:
+                current = got[-1]
+
+    asyncio.run(run())
+    return got
+
+
+def test_values_sealed_here_that_come_back_are_not_decrypted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    middleware = counter_middleware()
+    opens = CountingOpens(monkeypatch)
+    # A browser: every new value comes back.
+    *_, last = writes(middleware, None, 3 * _SEAL_WINDOW, chain=True)
+    assert opens.count == 0
+    assert open_token(last).data == {"n": 3 * _SEAL_WINDOW}
+
+
+def test_sealed_values_that_never_come_back_are_sampled_until_they_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    middleware = counter_middleware()
+    (first,) = writes(middleware, None, 1, chain=True)
+    # A client that ignores Set-Cookie: every value sealed for it is wasted.
+    writes(middleware, first, 2 * _SEAL_WINDOW, chain=False)
+    opens = CountingOpens(monkeypatch)
+    sealed = writes(middleware, first, 4 * _SEAL_SAMPLE, chain=False)
+    for cookie in sealed:
+        writes(middleware, cookie, 1, chain=False)
+    # One in _SEAL_SAMPLE was remembered: the rest come back to decryption.
+    assert opens.count == len(sealed) - len(sealed) // _SEAL_SAMPLE
+    # A browser again: once a window's share comes back, all are remembered.
+    *_, last = writes(middleware, first, 2 * _SEAL_WINDOW * _SEAL_SAMPLE, chain=True)
+    opens.count = 0
+    writes(middleware, last, _SEAL_WINDOW, chain=True)
+    assert opens.count == 0
+
+
+def test_remembered_values_are_bounded() -> None:
     middleware = SessionMiddleware(Starlette(), secret=KEY)
     codec = TokenCodec(KeyRing(KEY), "session")
     for _ in range(_CACHED_TOKENS + 50):
