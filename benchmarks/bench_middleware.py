@@ -20,7 +20,10 @@ reads (`request.session.get("user_id")`) of a 1-key, ~1 KB and ~3 KB session;
 writes (`request.session["counter"] = n`, a new n every request) to a 1-key and
 a ~1 KB session. The sessions are bench_codec.py's. Every middleware makes its
 own cookies: one request stores the session, its Set-Cookie is sent back on
-every timed request.
+every timed request, like a client that ignores Set-Cookie. The two writes
+are run again as a browser makes them ("cookie sent back"): each request
+brings the cookie the previous response set. The targets are stated on the
+first kind.
 
 Before anything is timed, each cell is checked: status 200, the expected body,
 the written counter readable from the cookie sent back, and Set-Cookie present
@@ -95,6 +98,9 @@ class Scenario:
     name: str
     path: str
     session: str | None
+    #: Each request brings the cookie the one before it got, as a browser
+    #: does; otherwise every request brings the first one.
+    chained: bool = False
 
     @property
     def writes(self) -> bool:
@@ -108,6 +114,8 @@ SCENARIOS = (
     Scenario("write, 1-key", "/write", "1-key"),
     Scenario("write, 1 KB", "/write", "1 KB"),
     Scenario("read, 3 KB", "/read", "3 KB"),
+    Scenario("write, 1-key, cookie sent back", "/write", "1-key", chained=True),
+    Scenario("write, 1 KB, cookie sent back", "/write", "1 KB", chained=True),
 )
 BARE = "bare"
 OURS = "cookiesession"
@@ -283,7 +291,12 @@ async def _exchange(app: ASGIApp, scope: dict[str, Any]) -> Exchange:
 
 
 class Driver:
-    """A zero-argument callable that runs `ops` requests in one loop entry."""
+    """A zero-argument callable that runs `ops` requests in one loop entry.
+
+    With `chained`, each request sends the session cookie that the one
+    before it got back (the chain goes on from batch to batch); every
+    contestant's driver looks for it, so the bare app pays for the search.
+    """
 
     def __init__(
         self,
@@ -291,11 +304,13 @@ class Driver:
         app: ASGIApp,
         scope: dict[str, Any],
         ops: int,
+        chained: bool = False,
     ) -> None:
         self.loop = loop
         self.app = app
         self.scope = scope
         self.ops = ops
+        self.chained = chained
 
     async def _batch(self) -> None:
         app, scope, receive = self.app, self.scope, _receive
@@ -305,10 +320,27 @@ class Driver:
         async def send(message: Message) -> None:
             append(message)
 
+        if self.chained:
+            await self._chain(send, messages)
+            return
         for _ in range(self.ops):
             messages.clear()
             # A fresh scope per request: middleware and routing write into it.
             await app(scope.copy(), receive, send)
+
+    async def _chain(self, send: Any, messages: list[Message]) -> None:
+        app, scope, receive = self.app, self.scope, _receive
+        others = [h for h in scope["headers"] if h[0] != b"cookie"]
+        cookie = next((v for k, v in scope["headers"] if k == b"cookie"), b"")
+        for _ in range(self.ops):
+            messages.clear()
+            request = scope.copy()
+            request["headers"] = [*others, (b"cookie", cookie)]
+            await app(request, receive, send)
+            for key, value in messages[0].get("headers", ()):
+                if key == b"set-cookie" and value.startswith(b"session="):
+                    cookie = value.split(b";", 1)[0]
+        scope["headers"] = [*others, (b"cookie", cookie)]
 
     def __call__(self) -> None:
         self.loop.run_until_complete(self._batch())
@@ -827,7 +859,13 @@ def main(argv: list[str] | None = None) -> int:
         cases = [
             _harness.Case(
                 cell.name,
-                Driver(loop, cell.app, cell.scope, REQUESTS_PER_CALL),
+                Driver(
+                    loop,
+                    cell.app,
+                    cell.scope,
+                    REQUESTS_PER_CALL,
+                    chained=cell.scenario.chained,
+                ),
                 ops=REQUESTS_PER_CALL,
             )
             for cell in cells

@@ -56,15 +56,6 @@ _EMPTY_MAP = b"\xa0"  # CBOR for {}
 _CACHED_TOKENS = 1024
 _CACHED_TOKENS_HALF = _CACHED_TOKENS // 2
 _CACHED_TOKEN_CHARS = COOKIE_LINE_LIMIT
-# Values remembered as they are sealed are judged by windows of this many:
-# if fewer than one in _SEAL_RETURN_SHARE came back to this process in a
-# window, only one seal in _SEAL_SAMPLE is remembered in the next. A sample
-# that small because a larger one slows every write: one in 8 cost about
-# 1 us a write on the benchmark machine, far more than the remembering
-# itself, most likely in cache misses on memory the kept values spread.
-_SEAL_WINDOW = 256
-_SEAL_RETURN_SHARE = 4
-_SEAL_SAMPLE = 64
 
 
 class _Unset(enum.Enum):
@@ -107,6 +98,7 @@ class _Incoming:
         "chunked_at",
         "names",
         "reason",
+        "token",
         "unchecked",
     )
 
@@ -122,6 +114,8 @@ class _Incoming:
         #: The value that opened came from the chunks (not the single cookie).
         self.chunked = False
         self.reason: Reason | None = None
+        #: The value that opened.
+        self.token = ""
         #: A valid session set aside because the revocation store was down.
         self.unchecked: Payload | None = None
 
@@ -266,23 +260,19 @@ class SessionMiddleware:
         # whole. Cheaper per request than evicting entries one by one.
         self._recent: dict[str, _Remembered] = {}
         self._older: dict[str, _Remembered] = {}
-        # Values this middleware sealed, remembered until the browser sends
-        # them back (then they move to the generations above) or two windows
-        # of seals have passed. That pays only if the browser's next request
-        # reaches this process: a write costs 1.5 us (1-key session) to
-        # 3.5 us (1 KB) more, and the next request saves 4 us to 19 us of
-        # decryption and decoding. Behind a balancer that spreads a browser's
-        # requests over several processes, or with clients that ignore
-        # Set-Cookie, most values never come back: the share that does is
-        # counted per window of seals remembered, and below a quarter only a
-        # sample is remembered, enough to notice when they start coming back.
-        # At most two windows of values are held: 512 on top of the above.
-        self._sealed: dict[str, _Remembered] = {}
-        self._sealed_older: dict[str, _Remembered] = {}
-        self._seal_all = True
-        self._seal_tries = 0
-        self._seal_returns = 0
-        self._seal_skips = 0
+        # The value last sealed here for each session lately, as a
+        # fingerprint, in two generations as above. A new value is remembered
+        # as it is sealed only if the request brought the one sealed here
+        # before it (or this process has sealed none for the session): a
+        # browser sends back what it was last given, and remembering spares
+        # its next request 4 us to 19 us of decryption and decoding, for
+        # 1.5 us to 3.5 us on the write. A client that ignores Set-Cookie
+        # sends an older value every time, and what is sealed for it would be
+        # remembered for nothing; so would a value sealed for a browser whose
+        # requests a balancer spreads over several processes, which shows the
+        # same way: it brings what another process sealed last.
+        self._latest: dict[bytes, int] = {}
+        self._latest_older: dict[bytes, int] = {}
         self._suffix = {
             True: f"; Path={self.options.path}" + self.options.suffix(secure=True),
             False: f"; Path={self.options.path}" + self.options.suffix(secure=False),
@@ -403,6 +393,7 @@ class SessionMiddleware:
                     continue
             # `_accept`, inlined: nearly every request with a cookie ends here.
             incoming.reason = None
+            incoming.token = token
             incoming.chunked = position == incoming.chunked_at
             return Session._from_template(*opened)
         return _rejected(incoming)
@@ -464,12 +455,6 @@ class SessionMiddleware:
         """`TokenCodec.open`, skipping the decryption of a value seen lately."""
         now = self._clock()
         seen = self._recent.get(token) or self._older.get(token)
-        if seen is None:
-            seen = self._sealed.pop(token, None) or self._sealed_older.pop(token, None)
-            if seen is not None:
-                # A value sealed here came back.
-                self._seal_returns += 1
-                self._remember(token, seen)
         if seen is None:
             payload, data_bytes, stale = self._codec.open(token, now=now)
             template, packed = _serialize.pack(payload.data)
@@ -536,7 +521,7 @@ class SessionMiddleware:
             token = max_age = None
             emptied = True
         else:
-            token, max_age = self._renewed_token(session, opened, now)
+            token, max_age = self._renewed_token(session, opened, now, incoming.token)
 
         if self._secure_auto:
             secure = scope.get("scheme") in _SECURE_SCHEMES
@@ -625,10 +610,10 @@ class SessionMiddleware:
             data=session,
         )
         max_age = self._max_age if overrides is None else overrides["max_age"]
-        return self._seal(payload, None, max_age, now, True)
+        return self._seal(payload, None, max_age, now, True, remember=True)
 
     def _renewed_token(
-        self, session: Session, opened: Payload, now: float
+        self, session: Session, opened: Payload, now: float, brought: str
     ) -> tuple[str | None, int | None]:
         overrides = session._overrides
         max_age = self._max_age if overrides is None else overrides["max_age"]
@@ -663,7 +648,16 @@ class SessionMiddleware:
             session._subject,
             session,
         )
-        return self._seal(payload, encoded, max_age, now, refresh)
+        # Remember the new value if `brought` was the latest sealed here for
+        # this session, or if none was (see `_latest`).
+        latest = self._latest.get(opened.session_id)
+        if latest is None:
+            latest = self._latest_older.get(opened.session_id)
+        if latest is not None and latest != _fingerprint(brought):
+            return self._seal(payload, encoded, max_age, now, refresh, remember=False)
+        return self._seal(
+            payload, encoded, max_age, now, refresh, remember=True, superseded=brought
+        )
 
     def _seal(
         self,
@@ -672,8 +666,15 @@ class SessionMiddleware:
         max_age: int | None,
         now: float,
         refresh: bool,
+        *,
+        remember: bool,
+        superseded: str = "",
     ) -> tuple[str | None, int | None]:
-        """Seal `payload`; `encoded` is `dumps_counted` of its data, if done."""
+        """Seal `payload`; `encoded` is `dumps_counted` of its data, if done.
+
+        With `remember`, what the new value opens to is remembered, and the
+        `superseded` value it replaces is let go.
+        """
         seconds_now = int(now)
         if refresh and max_age is not None:
             # A fresh idle expiry, never past the absolute one.
@@ -689,13 +690,18 @@ class SessionMiddleware:
             _serialize.dumps_counted(payload.data) if encoded is None else encoded
         )
         token = self._codec.seal(payload, data_bytes)
-        if len(token) <= _CACHED_TOKEN_CHARS and self._remember_this_seal():
+        latest = self._latest
+        if len(latest) >= _CACHED_TOKENS_HALF:
+            self._latest_older = latest
+            self._latest = latest = {}
+        latest[payload.session_id] = _fingerprint(token)
+        if remember and len(token) <= _CACHED_TOKEN_CHARS:
             # The browser sends this value back next: remember what it opens
-            # to (see `_sealed`). The payload was made for this seal alone,
-            # so it is kept. Exact scalars and values still packed go into
-            # the template as they are; a list or dict the handler built or
-            # unpacked, or a scalar subclass (stored as its base type),
-            # leaves the template to be built from the bytes on first use.
+            # to. The payload was made for this seal alone, so it is kept.
+            # Exact scalars and values still packed go into the template as
+            # they are; a list or dict the handler built or unpacked, or a
+            # scalar subclass (stored as its base type), leaves the template
+            # to be built from the bytes on first use.
             data = payload.data
             template: dict[str, Any] | None
             if packed < 0:
@@ -708,28 +714,21 @@ class SessionMiddleware:
                 # every value.
                 template = dict(dict.items(data))
             payload.data = _IN_TEMPLATE
-            self._sealed[token] = (payload, template, packed, data_bytes, False)
+            # The browser sends the new value from now on. Letting the old
+            # one go now, while its memory is warm, keeps a browser that
+            # writes on every request from filling the generations with
+            # values nobody sends, which cost more to let go cold.
+            recent = self._recent
+            if superseded and recent.pop(superseded, None) is None:
+                self._older.pop(superseded, None)
+            # `_remember`, inlined.
+            if len(recent) >= _CACHED_TOKENS_HALF:
+                self._older = recent
+                self._recent = recent = {}
+            recent[token] = (payload, template, packed, data_bytes, False)
         if max_age is None:
             return token, None
         return token, remaining if remaining > 0 else 0
-
-    def _remember_this_seal(self) -> bool:
-        """Whether to remember the value being sealed (see `_sealed`)."""
-        if not self._seal_all:
-            self._seal_skips += 1
-            if self._seal_skips < _SEAL_SAMPLE:
-                return False
-            self._seal_skips = 0
-        self._seal_tries += 1
-        if self._seal_tries > _SEAL_WINDOW:
-            # A window is over: judge it by how many came back, and give
-            # its values one more window to come back.
-            self._seal_all = self._seal_returns * _SEAL_RETURN_SHARE >= _SEAL_WINDOW
-            self._seal_tries = 1
-            self._seal_returns = 0
-            self._sealed_older = self._sealed
-            self._sealed = {}
-        return True
 
     def _refresh_due(self, opened: Payload, max_age: int | None, now: float) -> bool:
         if self.refresh_after is None or max_age is None or opened.idle_expiry is None:
@@ -900,9 +899,19 @@ def _emptied(session: Session) -> bool:
     return not session and session._original != _EMPTY_MAP
 
 
+def _fingerprint(token: str) -> int:
+    """A short stand-in for a sealed value, to tell it from its successors.
+
+    The last characters encode the value's GCM tag, which differs for every
+    seal; a collision costs only a value remembered for nothing.
+    """
+    return hash(token[-16:])
+
+
 def _accept(incoming: _Incoming, position: int, opened: _Opened) -> Session:
     """The session of the candidate at `position`, which opened."""
     incoming.reason = None
+    incoming.token = incoming.candidates[position]
     incoming.chunked = position == incoming.chunked_at
     return Session._from_template(*opened)
 

@@ -31,7 +31,7 @@ from cookiesession import (
     TokenCodec,
     generate_key,
 )
-from cookiesession._middleware import _CACHED_TOKENS, _SEAL_SAMPLE, _SEAL_WINDOW
+from cookiesession._middleware import _CACHED_TOKENS
 
 KEY = generate_key()
 Handler = Callable[[Session], Any]
@@ -1113,7 +1113,7 @@ def writes(
         for _ in range(count):
             sent: list[Any] = []
             headers = (
-                [] if current is None else [(b"cookie", f"session={current}".encode())]
+                [] if current is None else [(b"cookie", b"session=" + current.encode())]
             )
             scope = {"type": "http", "method": "GET", "path": "/", "headers": headers}
 
@@ -1139,29 +1139,39 @@ def test_values_sealed_here_that_come_back_are_not_decrypted(
     middleware = counter_middleware()
     opens = CountingOpens(monkeypatch)
     # A browser: every new value comes back.
-    *_, last = writes(middleware, None, 3 * _SEAL_WINDOW, chain=True)
+    *_, last = writes(middleware, None, _CACHED_TOKENS + 10, chain=True)
     assert opens.count == 0
-    assert open_token(last).data == {"n": 3 * _SEAL_WINDOW}
+    assert open_token(last).data == {"n": _CACHED_TOKENS + 10}
 
 
-def test_sealed_values_that_never_come_back_are_sampled_until_they_do(
+def test_values_sealed_for_a_client_that_ignores_them_are_not_remembered(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     middleware = counter_middleware()
     (first,) = writes(middleware, None, 1, chain=True)
-    # A client that ignores Set-Cookie: every value sealed for it is wasted.
-    writes(middleware, first, 2 * _SEAL_WINDOW, chain=False)
+    # Every request brings `first`: only the value sealed for the first of
+    # them, while `first` was still the latest, is remembered.
+    sealed = writes(middleware, first, 10, chain=False)
     opens = CountingOpens(monkeypatch)
-    sealed = writes(middleware, first, 4 * _SEAL_SAMPLE, chain=False)
     for cookie in sealed:
         writes(middleware, cookie, 1, chain=False)
-    # One in _SEAL_SAMPLE was remembered: the rest come back to decryption.
-    assert opens.count == len(sealed) - len(sealed) // _SEAL_SAMPLE
-    # A browser again: once a window's share comes back, all are remembered.
-    *_, last = writes(middleware, first, 2 * _SEAL_WINDOW * _SEAL_SAMPLE, chain=True)
+    assert opens.count == len(sealed) - 1
+    # Once it follows Set-Cookie again, its values are remembered again.
     opens.count = 0
-    writes(middleware, last, _SEAL_WINDOW, chain=True)
-    assert opens.count == 0
+    writes(middleware, sealed[-1], 50, chain=True)
+    assert opens.count == 1  # sealed[-1] itself was not remembered
+
+
+def test_a_value_the_browser_replaced_is_let_go_and_still_opens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    middleware = counter_middleware()
+    first, _ = writes(middleware, None, 2, chain=True)
+    opens = CountingOpens(monkeypatch)
+    # A request that was in flight with the old value when it was replaced.
+    (late,) = writes(middleware, first, 1, chain=False)
+    assert opens.count == 1
+    assert open_token(late).data == {"n": 2}
 
 
 def test_remembered_values_are_bounded() -> None:
