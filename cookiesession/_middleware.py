@@ -260,8 +260,8 @@ class SessionMiddleware:
         # whole. Cheaper per request than evicting entries one by one.
         self._recent: dict[str, _Remembered] = {}
         self._older: dict[str, _Remembered] = {}
-        # The value last sealed here for each session lately, as a
-        # fingerprint, in two generations as above. A new value is remembered
+        # The value last sealed here for each session lately, by its hash,
+        # in two generations as above. A new value is remembered
         # as it is sealed only if the request brought the one sealed here
         # before it (or this process has sealed none for the session): a
         # browser sends back what it was last given, and remembering spares
@@ -653,7 +653,7 @@ class SessionMiddleware:
         latest = self._latest.get(opened.session_id)
         if latest is None:
             latest = self._latest_older.get(opened.session_id)
-        if latest is not None and latest != _fingerprint(brought):
+        if latest is not None and latest != hash(brought):
             return self._seal(payload, encoded, max_age, now, refresh, remember=False)
         return self._seal(
             payload, encoded, max_age, now, refresh, remember=True, superseded=brought
@@ -694,7 +694,11 @@ class SessionMiddleware:
         if len(latest) >= _CACHED_TOKENS_HALF:
             self._latest_older = latest
             self._latest = latest = {}
-        latest[payload.session_id] = _fingerprint(token)
+        # The token's own hash, as a fingerprint: the dict that remembers
+        # the token would compute it anyway, and the next request's lookup
+        # caches it on the value it brings. A collision costs only a value
+        # remembered for nothing.
+        latest[payload.session_id] = hash(token)
         if remember and len(token) <= _CACHED_TOKEN_CHARS:
             # The browser sends this value back next: remember what it opens
             # to. The payload was made for this seal alone, so it is kept.
@@ -897,15 +901,6 @@ def _thawed_unchanged(session: Session, thawed: dict[str, Packed]) -> bool:
 def _emptied(session: Session) -> bool:
     """An opened session whose data the handler removed."""
     return not session and session._original != _EMPTY_MAP
-
-
-def _fingerprint(token: str) -> int:
-    """A short stand-in for a sealed value, to tell it from its successors.
-
-    The last characters encode the value's GCM tag, which differs for every
-    seal; a collision costs only a value remembered for nothing.
-    """
-    return hash(token[-16:])
 
 
 def _accept(incoming: _Incoming, position: int, opened: _Opened) -> Session:
