@@ -778,8 +778,11 @@ def _profile(cells: Sequence[Cell], loop: asyncio.AbstractEventLoop, top: int) -
     for cell in cells:
         if cell.contestant != OURS:
             continue
-        base = _profiled(Driver(loop, bare[cell.scenario.name].app, cell.scope, n))
-        entries = _profiled(Driver(loop, cell.app, cell.scope, n))
+        chained = cell.scenario.chained
+        base = _profiled(
+            Driver(loop, bare[cell.scenario.name].app, cell.scope, n, chained)
+        )
+        entries = _profiled(Driver(loop, cell.app, cell.scope, n, chained))
         spent = _attributed(entries)
         ours_total = sum(own for _, own in spent.values())
         rows = [
