@@ -82,12 +82,13 @@ class _ScratchSession:
     """
 
     def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         from cookiesession import Session
 
-        scope["session"] = Session()
+        self.app = app
+        self.session_class = Session
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        scope["session"] = self.session_class()
         await self.app(scope, receive, send)
 
 

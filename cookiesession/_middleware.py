@@ -372,24 +372,19 @@ class SessionMiddleware:
         `revoked` answers at once (the memory store); a store that must be
         awaited goes through `_load_checked` instead.
         """
-        position = 0
-        for token in incoming.candidates:
+        for position, token in enumerate(incoming.candidates):
+            if position == _MAX_CANDIDATES:
+                break
             try:
                 opened = self._open(token)
             except InvalidSession as exc:
                 incoming.reason = exc.reason
-                position += 1
-                if position == _MAX_CANDIDATES:
-                    break
                 continue
             if revoked is not None:
                 payload = opened[0]
                 if revoked(payload.session_id, payload.subject, payload.issued_at_ms):
                     logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
                     incoming.reason = Reason.REVOKED
-                    position += 1
-                    if position == _MAX_CANDIDATES:
-                        break
                     continue
             # `_accept`, inlined: nearly every request with a cookie ends here.
             incoming.reason = None
