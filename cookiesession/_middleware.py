@@ -372,25 +372,29 @@ class SessionMiddleware:
         `revoked` answers at once (the memory store); a store that must be
         awaited goes through `_load_checked` instead.
         """
-        for position, token in enumerate(incoming.candidates):
-            if position == _MAX_CANDIDATES:
-                break
+        position = 0
+        for token in incoming.candidates:
             try:
                 opened = self._open(token)
             except InvalidSession as exc:
                 incoming.reason = exc.reason
-                continue
-            if revoked is not None:
-                payload = opened[0]
-                if revoked(payload.session_id, payload.subject, payload.issued_at_ms):
-                    logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
-                    incoming.reason = Reason.REVOKED
-                    continue
-            # `_accept`, inlined: nearly every request with a cookie ends here.
-            incoming.reason = None
-            incoming.token = token
-            incoming.chunked = position == incoming.chunked_at
-            return Session._from_template(*opened)
+            else:
+                if revoked is None:
+                    # `_accept`, inlined: nearly every request with a cookie
+                    # ends here.
+                    incoming.reason = None
+                    incoming.token = token
+                    incoming.chunked = position == incoming.chunked_at
+                    return Session._from_template(*opened)
+                head = opened[0]
+                if not revoked(head.session_id, head.subject, head.issued_at_ms):
+                    return _accept(incoming, position, opened)
+                logger.debug("session cookie rejected: %s", Reason.REVOKED.value)
+                incoming.reason = Reason.REVOKED
+            # A counter, not enumerate(): measurably cheaper per request.
+            position += 1  # noqa: SIM113
+            if position == _MAX_CANDIDATES:
+                break
         return _rejected(incoming)
 
     async def _load_checked(
